@@ -1,0 +1,222 @@
+//! Criteria: the leaves of a PPL expression.
+
+use serde_json::Value;
+
+use crate::matcher::{StringMatcher, kind, scalar};
+use crate::parse::PolicyError;
+use crate::{Input, Reason};
+
+/// How deep `claim/a/b/c` may reach into nested claims (Pomerium's limit).
+const MAX_CLAIM_PATH: usize = 5;
+
+/// One criterion with its compiled matcher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Criterion {
+    /// Always true; its value is ignored (so `accept: false` still accepts, as in Pomerium).
+    Accept,
+    /// Always false; its value is ignored.
+    Reject,
+    /// True for any signed-in user.
+    AuthenticatedUser,
+    /// The user's email, compared case-insensitively.
+    Email(StringMatcher),
+    /// The domain of the user's email; an address that is not exactly `local@domain`
+    /// matches nothing.
+    Domain(StringMatcher),
+    /// The user id (the IdP's `sub`).
+    User(StringMatcher),
+    /// A claim from the ID token or userinfo, at a `/`- or `.`-separated path.
+    Claim {
+        path: Vec<String>,
+        matcher: ListMatcher,
+    },
+}
+
+/// A matcher over a list of strings (claims are lists; a scalar claim is a one-item list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListMatcher {
+    /// Some element equals.
+    Has(String),
+    /// The list is exactly this one element.
+    Is(String),
+    /// No element equals.
+    Exclude(String),
+}
+
+impl Criterion {
+    /// Parse criterion `name` with its `value`.
+    pub(crate) fn parse(name: &str, value: &Value) -> Result<Criterion, PolicyError> {
+        Ok(match name {
+            "accept" => Criterion::Accept,
+            "reject" => Criterion::Reject,
+            "authenticated_user" => Criterion::AuthenticatedUser,
+            "email" => Criterion::Email(StringMatcher::parse(value, name, canonical_email)?),
+            "domain" => Criterion::Domain(StringMatcher::parse(value, name, canonical_domain)?),
+            "user" => Criterion::User(StringMatcher::parse(value, name, str::to_owned)?),
+            _ => match name.strip_prefix("claim/") {
+                Some(path) => parse_claim(path, value)?,
+                None => return Err(PolicyError::new(unknown_criterion(name))),
+            },
+        })
+    }
+
+    /// Whether the criterion holds for `input`, and Pomerium's reason.
+    pub fn evaluate(&self, input: &Input<'_>) -> (bool, Reason) {
+        let user = match (self, input.user) {
+            (Criterion::Accept, _) => return (true, Reason::Accept),
+            (Criterion::Reject, _) => return (false, Reason::Reject),
+            (_, None) => return (false, Reason::UserUnauthenticated),
+            (_, Some(user)) => user,
+        };
+        let (ok, yes, no) = match self {
+            Criterion::Accept | Criterion::Reject => unreachable_constant(),
+            Criterion::AuthenticatedUser => (
+                !user.user_id.is_empty(),
+                Reason::UserOk,
+                Reason::UserUnauthorized,
+            ),
+            Criterion::User(m) => (
+                m.matches(user.user_id),
+                Reason::UserOk,
+                Reason::UserUnauthorized,
+            ),
+            Criterion::Email(m) => (
+                user.email
+                    .map(canonical_email)
+                    .is_some_and(|e| m.matches(&e)),
+                Reason::EmailOk,
+                Reason::EmailUnauthorized,
+            ),
+            Criterion::Domain(m) => (
+                user.email
+                    .and_then(email_domain)
+                    .is_some_and(|d| m.matches(&d)),
+                Reason::DomainOk,
+                Reason::DomainUnauthorized,
+            ),
+            Criterion::Claim { path, matcher } => (
+                lookup(user.claims, path).is_some_and(|v| matcher.matches(v)),
+                Reason::ClaimOk,
+                Reason::ClaimUnauthorized,
+            ),
+        };
+        (ok, if ok { yes } else { no })
+    }
+}
+
+/// `Accept`/`Reject` return before the match above; this keeps the match exhaustive
+/// without a panic path.
+fn unreachable_constant() -> (bool, Reason, Reason) {
+    (false, Reason::Reject, Reason::Reject)
+}
+
+impl ListMatcher {
+    fn matches(&self, claim: &Value) -> bool {
+        fn eq(v: &Value, want: &str) -> bool {
+            match v {
+                Value::String(s) => s == want,
+                other => scalar(other).is_some_and(|s| s == want),
+            }
+        }
+        match (self, claim) {
+            (ListMatcher::Has(w), Value::Array(items)) => items.iter().any(|v| eq(v, w)),
+            (ListMatcher::Is(w), Value::Array(items)) => items.len() == 1 && eq(&items[0], w),
+            (ListMatcher::Exclude(w), Value::Array(items)) => !items.iter().any(|v| eq(v, w)),
+            (ListMatcher::Has(w) | ListMatcher::Is(w), v) => eq(v, w),
+            (ListMatcher::Exclude(w), v) => !eq(v, w),
+        }
+    }
+}
+
+fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
+    let name = format!("claim/{path}");
+    let segments: Vec<String> = path.split(['/', '.']).map(str::to_owned).collect();
+    if segments.iter().any(String::is_empty) || segments.len() > MAX_CLAIM_PATH {
+        return Err(PolicyError::new(format!(
+            "{name}: a claim path needs 1 to {MAX_CLAIM_PATH} non-empty segments"
+        )));
+    }
+    let bad = |why: String| PolicyError::new(format!("{name}: {why}"));
+    let operand = |v: &Value, op: &str| {
+        scalar(v).ok_or_else(|| bad(format!("`{op}` needs a string, got {}", kind(v))))
+    };
+    let matcher = match value {
+        Value::Object(map) if map.len() == 1 => {
+            let (op, v) = map
+                .iter()
+                .next()
+                .ok_or_else(|| bad("empty matcher".into()))?;
+            match op.as_str() {
+                "has" => ListMatcher::Has(operand(v, op)?),
+                "is" => ListMatcher::Is(operand(v, op)?),
+                "exclude" => ListMatcher::Exclude(operand(v, op)?),
+                other => {
+                    return Err(bad(format!(
+                        "unknown list matcher `{other}` (expected has, is, exclude)"
+                    )));
+                }
+            }
+        }
+        Value::Object(_) => {
+            return Err(bad(
+                "a claim matcher takes exactly one of has, is, exclude".into()
+            ));
+        }
+        v => ListMatcher::Has(operand(v, "has")?),
+    };
+    Ok(Criterion::Claim {
+        path: segments,
+        matcher,
+    })
+}
+
+fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut at = claims.get(first)?;
+    for seg in rest {
+        at = at.as_object()?.get(seg)?;
+    }
+    Some(at)
+}
+
+fn unknown_criterion(name: &str) -> String {
+    match name {
+        "device"
+        | "record"
+        | "client_certificate"
+        | "cors_preflight"
+        | "date"
+        | "day_of_week"
+        | "time_of_day"
+        | "groups"
+        | "http_method"
+        | "http_path"
+        | "invalid_client_certificate"
+        | "source_ip"
+        | "pomerium_routes" => {
+            format!("criterion `{name}` is not supported yet")
+        }
+        _ => format!("unknown criterion `{name}`"),
+    }
+}
+
+/// Emails compare case-insensitively, with a trailing dot on the domain ignored.
+pub(crate) fn canonical_email(email: &str) -> String {
+    email.trim_end_matches('.').to_lowercase()
+}
+
+/// Domains compare case-insensitively, with a trailing dot ignored.
+pub(crate) fn canonical_domain(domain: &str) -> String {
+    domain.trim_end_matches('.').to_lowercase()
+}
+
+/// The domain of `local@domain`; `None` for anything with no or several `@` or an empty side,
+/// so look-alike tricks such as `a@b@c` fail closed.
+fn email_domain(email: &str) -> Option<String> {
+    let mut parts = email.split('@');
+    let (local, domain) = (parts.next()?, parts.next()?);
+    if parts.next().is_some() || local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    Some(canonical_domain(domain))
+}

@@ -1,0 +1,301 @@
+//! Pomerium Policy Language (PPL): parse once per configuration load, evaluate per request.
+//!
+//! Pure: no IO, no clocks, no allocation-heavy work on the evaluation path. A policy is a
+//! list of rules; each rule has an action (`allow` or `deny`) and a condition built from the
+//! operators `and`, `or`, `not`, `nor` over criteria. Pomerium's operator semantics are kept
+//! exactly, including two surprises:
+//!
+//! * `not` is true when **none** of its children match (a NOR of the list);
+//! * `nor` is true when **not all** of its children match (a NAND of the list).
+//!
+//! Several operators under one action, and several rules with the same action, are OR-ed.
+//! Deny wins over allow. A user who is not signed in is sent to sign in before a deny for
+//! missing identity is given (see [`Policy::decide`]).
+
+#![forbid(unsafe_code)]
+
+mod criteria;
+mod matcher;
+mod parse;
+
+use serde_json::{Map, Value};
+
+pub use criteria::Criterion;
+pub use matcher::StringMatcher;
+pub use parse::PolicyError;
+
+/// The facts about the signed-in user that criteria read.
+#[derive(Debug, Clone, Copy)]
+pub struct UserFacts<'a> {
+    /// The IdP subject (`sub`).
+    pub user_id: &'a str,
+    pub email: Option<&'a str>,
+    /// Every claim from the ID token and userinfo.
+    pub claims: &'a Map<String, Value>,
+}
+
+/// The request being decided.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Input<'a> {
+    /// `None` when the request carries no valid session.
+    pub user: Option<UserFacts<'a>>,
+}
+
+/// What a rule does when its condition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// A logical expression over criteria.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// True when every child is true (true when empty).
+    And(Vec<Expr>),
+    /// True when any child is true (false when empty).
+    Or(Vec<Expr>),
+    /// Pomerium's `not`: true when no child is true.
+    Not(Vec<Expr>),
+    /// Pomerium's `nor`: true when not every child is true.
+    Nor(Vec<Expr>),
+    Criterion(Criterion),
+}
+
+/// One `allow:` or `deny:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub action: Action,
+    pub condition: Expr,
+}
+
+/// A compiled policy: the rules of a route, legacy keys included.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+/// The outcome of evaluating a policy for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow {
+        reasons: Reasons,
+    },
+    /// Refuse (HTTP 403).
+    Deny {
+        reasons: Reasons,
+    },
+    /// The user is not signed in and the policy needs them to be.
+    Login {
+        reasons: Reasons,
+    },
+}
+
+/// A reason a criterion gives for its result, as Pomerium names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Accept,
+    Reject,
+    UserUnauthenticated,
+    UserOk,
+    UserUnauthorized,
+    EmailOk,
+    EmailUnauthorized,
+    DomainOk,
+    DomainUnauthorized,
+    ClaimOk,
+    ClaimUnauthorized,
+}
+
+impl Reason {
+    const ALL: [Reason; 11] = [
+        Reason::Accept,
+        Reason::Reject,
+        Reason::UserUnauthenticated,
+        Reason::UserOk,
+        Reason::UserUnauthorized,
+        Reason::EmailOk,
+        Reason::EmailUnauthorized,
+        Reason::DomainOk,
+        Reason::DomainUnauthorized,
+        Reason::ClaimOk,
+        Reason::ClaimUnauthorized,
+    ];
+
+    /// Pomerium's reason string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accept => "accept",
+            Reason::Reject => "reject",
+            Reason::UserUnauthenticated => "user-unauthenticated",
+            Reason::UserOk => "user-ok",
+            Reason::UserUnauthorized => "user-unauthorized",
+            Reason::EmailOk => "email-ok",
+            Reason::EmailUnauthorized => "email-unauthorized",
+            Reason::DomainOk => "domain-ok",
+            Reason::DomainUnauthorized => "domain-unauthorized",
+            Reason::ClaimOk => "claim-ok",
+            Reason::ClaimUnauthorized => "claim-unauthorized",
+        }
+    }
+}
+
+/// A set of [`Reason`]s (a bit set: evaluation allocates nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reasons(u32);
+
+impl Reasons {
+    pub fn of(reason: Reason) -> Self {
+        Reasons(1 << reason as u8)
+    }
+
+    pub fn contains(self, reason: Reason) -> bool {
+        self.0 & (1 << reason as u8) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn union(self, other: Reasons) -> Reasons {
+        Reasons(self.0 | other.0)
+    }
+
+    /// The reasons in a stable order.
+    pub fn iter(self) -> impl Iterator<Item = Reason> {
+        Reason::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+
+    /// Reason strings, for replies and logs.
+    pub fn to_strings(self) -> Vec<String> {
+        self.iter().map(|r| r.as_str().to_owned()).collect()
+    }
+}
+
+/// The result of one expression: whether it holds and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Outcome {
+    value: bool,
+    reasons: Reasons,
+}
+
+impl Policy {
+    /// Parse a PPL document (`policy:` value: one rule object or a list of them).
+    pub fn from_ppl(value: &Value) -> Result<Policy, PolicyError> {
+        parse::policy(value)
+    }
+
+    /// Append the rules of `other` (legacy keys and PPL are OR-ed per action).
+    pub fn extend(&mut self, other: Policy) {
+        self.rules.extend(other.rules);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Decide a request, in Pomerium's order: a `user-unauthenticated` reason from any rule
+    /// sends the user to sign in; then a matching deny rule refuses; then a matching allow
+    /// rule allows; anything else (a route without policy included) is refused.
+    pub fn decide(&self, input: &Input<'_>) -> Decision {
+        let mut allow = Outcome::default();
+        let mut deny = Outcome::default();
+        for rule in &self.rules {
+            let outcome = eval(&rule.condition, input);
+            let acc = match rule.action {
+                Action::Allow => &mut allow,
+                Action::Deny => &mut deny,
+            };
+            *acc = merge_or(&[*acc, outcome]);
+        }
+        let any = allow.reasons.union(deny.reasons);
+        if any.contains(Reason::UserUnauthenticated) {
+            Decision::Login {
+                reasons: Reasons::of(Reason::UserUnauthenticated),
+            }
+        } else if deny.value {
+            Decision::Deny {
+                reasons: deny.reasons,
+            }
+        } else if allow.value {
+            Decision::Allow {
+                reasons: allow.reasons,
+            }
+        } else {
+            Decision::Deny {
+                reasons: allow.reasons,
+            }
+        }
+    }
+}
+
+/// Evaluate `expr` without short-circuiting: reasons of every child count.
+fn eval(expr: &Expr, input: &Input<'_>) -> Outcome {
+    match expr {
+        Expr::Criterion(c) => {
+            let (value, reason) = c.evaluate(input);
+            Outcome {
+                value,
+                reasons: Reasons::of(reason),
+            }
+        }
+        Expr::And(children) => merge_and(children.iter().map(|e| eval(e, input))),
+        Expr::Or(children) => {
+            let outcomes: Vec<Outcome> = children.iter().map(|e| eval(e, input)).collect();
+            merge_or(&outcomes)
+        }
+        Expr::Not(children) => merge_and(children.iter().map(|e| invert(eval(e, input)))),
+        Expr::Nor(children) => {
+            let outcomes: Vec<Outcome> = children.iter().map(|e| invert(eval(e, input))).collect();
+            merge_or(&outcomes)
+        }
+    }
+}
+
+/// Inversion flips the value and keeps the reasons, as Pomerium does.
+fn invert(o: Outcome) -> Outcome {
+    Outcome {
+        value: !o.value,
+        reasons: o.reasons,
+    }
+}
+
+/// True when all are true (true when empty); reasons of the children that decided it.
+fn merge_and(outcomes: impl Iterator<Item = Outcome>) -> Outcome {
+    let (mut t, mut f) = (Reasons::default(), Reasons::default());
+    let mut value = true;
+    for o in outcomes {
+        if o.value {
+            t = t.union(o.reasons);
+        } else {
+            value = false;
+            f = f.union(o.reasons);
+        }
+    }
+    Outcome {
+        value,
+        reasons: if value { t } else { f },
+    }
+}
+
+/// True when any is true (false when empty); reasons of the children that decided it.
+fn merge_or(outcomes: &[Outcome]) -> Outcome {
+    let (mut t, mut f) = (Reasons::default(), Reasons::default());
+    let mut value = false;
+    for o in outcomes {
+        if o.value {
+            value = true;
+            t = t.union(o.reasons);
+        } else {
+            f = f.union(o.reasons);
+        }
+    }
+    Outcome {
+        value,
+        reasons: if value { t } else { f },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+fn policy(v: Value) -> Policy {
+    Policy::from_ppl(&v).unwrap_or_else(|e| panic!("policy {v} did not parse: {e}"))
+}
+
+fn alice_claims() -> Map<String, Value> {
+    let v = json!({"groups": ["admins", "staff"], "department": "eng", "org": {"team": "core"}});
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn decide(p: &Policy, email: Option<&str>) -> Decision {
+    let claims = alice_claims();
+    let user = email.map(|e| UserFacts {
+        user_id: "alice-id",
+        email: Some(e),
+        claims: &claims,
+    });
+    p.decide(&Input { user })
+}
+
+fn is_allow(d: Decision) -> bool {
+    matches!(d, Decision::Allow { .. })
+}
+
+#[test]
+fn email_is_matches_case_insensitively() {
+    let p = policy(json!({"allow": {"or": [{"email": {"is": "Alice@Example.com"}}]}}));
+    assert!(is_allow(decide(&p, Some("alice@example.COM"))));
+    assert!(matches!(
+        decide(&p, Some("bob@example.com")),
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn anonymous_user_is_sent_to_sign_in() {
+    let p = policy(json!({"allow": {"or": [{"email": {"is": "a@b.c"}}]}}));
+    assert!(matches!(decide(&p, None), Decision::Login { .. }));
+}
+
+#[test]
+fn accept_allows_anonymous_whatever_the_value() {
+    let p = policy(json!({"allow": {"or": [{"accept": false}]}}));
+    assert!(is_allow(decide(&p, None)));
+}
+
+#[test]
+fn route_without_policy_is_forbidden_even_for_anonymous() {
+    let p = Policy::default();
+    assert!(matches!(decide(&p, None), Decision::Deny { .. }));
+    assert!(matches!(decide(&p, Some("a@b.c")), Decision::Deny { .. }));
+}
+
+#[test]
+fn deny_wins_over_allow() {
+    let p = policy(json!([
+        {"allow": {"or": [{"domain": {"is": "example.com"}}]}},
+        {"deny": {"or": [{"email": {"is": "alice@example.com"}}]}}
+    ]));
+    let d = decide(&p, Some("alice@example.com"));
+    assert_eq!(
+        d,
+        Decision::Deny {
+            reasons: Reasons::of(Reason::EmailOk)
+        }
+    );
+    assert!(is_allow(decide(&p, Some("bob@example.com"))));
+}
+
+#[test]
+fn not_is_nor_and_nor_is_nand() {
+    let not = policy(json!({"allow": {"not": [{"email": "x@y.z"}, {"domain": "other.org"}]}}));
+    assert!(
+        is_allow(decide(&not, Some("alice@example.com"))),
+        "none match → not holds"
+    );
+    assert!(
+        !is_allow(decide(&not, Some("x@y.z"))),
+        "one matches → not fails"
+    );
+    let nor = policy(
+        json!({"allow": {"nor": [{"email": "alice@example.com"}, {"domain": "example.com"}]}}),
+    );
+    assert!(
+        !is_allow(decide(&nor, Some("alice@example.com"))),
+        "all match → nor fails"
+    );
+    assert!(
+        is_allow(decide(&nor, Some("bob@example.com"))),
+        "not all match → nor holds"
+    );
+}
+
+#[test]
+fn operators_in_one_block_are_ored() {
+    let p = policy(
+        json!({"allow": {"and": [{"email": "nobody@x.y"}], "or": [{"domain": "example.com"}]}}),
+    );
+    assert!(is_allow(decide(&p, Some("alice@example.com"))));
+}
+
+#[test]
+fn domain_needs_exactly_one_at() {
+    let p = policy(json!({"allow": {"or": [{"domain": {"is": "example.com"}}]}}));
+    assert!(is_allow(decide(&p, Some("alice@Example.com."))));
+    assert!(!is_allow(decide(&p, Some("evil@attacker.org@example.com"))));
+    assert!(!is_allow(decide(&p, Some("@example.com"))));
+}
+
+#[test]
+fn string_matchers() {
+    let cases = [
+        (json!({"starts_with": "ali"}), true),
+        (json!({"ends_with": "@example.com"}), true),
+        (json!({"contains": "ce@ex"}), true),
+        (json!({"not": "bob@example.com"}), true),
+        (
+            json!({"in": ["bob@example.com", "alice@example.com"]}),
+            true,
+        ),
+        (json!({"not_in": ["alice@example.com"]}), false),
+        (
+            json!({"starts_with": "ali", "ends_with": "@other.org"}),
+            false,
+        ),
+    ];
+    for (m, want) in cases {
+        let p = policy(json!({"allow": {"or": [{"email": m.clone()}]}}));
+        assert_eq!(is_allow(decide(&p, Some("alice@example.com"))), want, "{m}");
+    }
+}
+
+#[test]
+fn claims_match_lists_and_nested_paths() {
+    let cases = [
+        (json!({"claim/groups": "admins"}), true),
+        (json!({"claim/groups": {"has": "staff"}}), true),
+        (json!({"claim/groups": {"is": "admins"}}), false),
+        (json!({"claim/groups": {"exclude": "contractors"}}), true),
+        (json!({"claim/department": "eng"}), true),
+        (json!({"claim/org/team": "core"}), true),
+        (json!({"claim/org.team": "other"}), false),
+        (json!({"claim/missing": "x"}), false),
+    ];
+    for (c, want) in cases {
+        let p = policy(json!({"allow": {"and": [c.clone()]}}));
+        assert_eq!(is_allow(decide(&p, Some("alice@example.com"))), want, "{c}");
+    }
+}
+
+#[test]
+fn user_and_authenticated_user() {
+    let p = policy(json!({"allow": {"and": [{"user": "alice-id"}, {"authenticated_user": true}]}}));
+    assert!(is_allow(decide(&p, Some("alice@example.com"))));
+    assert!(matches!(decide(&p, None), Decision::Login { .. }));
+}
+
+#[test]
+fn a_deny_needing_identity_sends_anonymous_to_sign_in() {
+    let p =
+        policy(json!([{"allow": {"or": [{"accept": 1}]}}, {"deny": {"or": [{"email": "x@y.z"}]}}]));
+    assert!(matches!(decide(&p, None), Decision::Login { .. }));
+}
+
+#[test]
+fn bad_documents_name_the_problem() {
+    for (doc, needle) in [
+        (
+            json!({"allow": {"or": [{"device": {"is": "x"}}]}}),
+            "device",
+        ),
+        (
+            json!({"allow": {"or": [{"frobnicate": 1}]}}),
+            "unknown criterion `frobnicate`",
+        ),
+        (json!({"allow": {"xor": []}}), "xor"),
+        (json!({"permit": {}}), "permit"),
+        (json!({"allow": {"or": [{"email": {"like": "x"}}]}}), "like"),
+        (
+            json!({"allow": {"or": [{"email": "a", "domain": "b"}]}}),
+            "exactly one",
+        ),
+    ] {
+        let err = Policy::from_ppl(&doc).expect_err("must fail").to_string();
+        assert!(err.contains(needle), "{doc}: {err}");
+    }
+}

@@ -1,0 +1,47 @@
+//! The settings of each bucket and of the events stream, in one place, so whichever service
+//! creates them first creates them the same way.
+
+use std::time::Duration;
+
+use crate::bus::BucketSpec;
+use crate::config::Config;
+
+/// How long a login may take from sign-in redirect to callback.
+pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+/// How long events are kept on the stream.
+pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Sessions: removed by the server once older than the session lifetime (plus a margin).
+pub fn sessions(config: &Config) -> BucketSpec {
+    BucketSpec {
+        name: config.nats.contract.sessions_bucket(),
+        description: "Portcullis sessions (tokens sealed)",
+        max_age: config.cookie.expire + Duration::from_secs(3600),
+        history: 1,
+    }
+}
+
+pub fn users(config: &Config) -> BucketSpec {
+    BucketSpec {
+        name: config.nats.contract.users_bucket(),
+        description: "Portcullis users",
+        max_age: Duration::ZERO,
+        history: 1,
+    }
+}
+
+/// Single-use login states; the bucket's max age is their time to live.
+pub fn logins(config: &Config) -> BucketSpec {
+    BucketSpec {
+        name: config.nats.contract.logins_bucket(),
+        description: "Portcullis login states (single use, sealed)",
+        max_age: LOGIN_STATE_TTL,
+        history: 1,
+    }
+}
+
+/// The users-bucket key of `user_id`. User ids come from the IdP and may hold characters a
+/// KV key cannot, so the key is their SHA-256 (base64url).
+pub fn user_key(user_id: &str) -> String {
+    crate::crypto::sha256_b64(user_id.as_bytes())
+}

@@ -1,0 +1,366 @@
+//! The NATS bus: the only module that calls async-nats.
+//!
+//! * [`Bus::request`]: typed JSON request-reply with a deadline.
+//! * [`Bus::start_service`] / [`ServiceHandle::endpoint`]: typed handlers behind the NATS
+//!   Services API (queue group, so instances share the load; `nats micro ls` lists them).
+//! * [`Bus::kv`]: a key-value bucket, created if absent (idempotent).
+//! * [`Bus::publish_event`]: CloudEvents to the events stream, de-duplicated by event id.
+//!
+//! Connections retry forever, at start and after a drop, so services ride out NATS restarts.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::service::ServiceExt;
+use bytes::Bytes;
+use futures::StreamExt;
+use portcullis_schemas::events::{EventData, STRUCTURED_CONTENT_TYPE};
+use portcullis_schemas::messages::{ErrorCode, ErrorReply, Reply};
+use portcullis_schemas::{Contract, ServiceName};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use crate::bucket::Bucket;
+use crate::config::NatsConfig;
+use crate::events;
+use crate::shutdown::Shutdown;
+
+/// What went wrong talking over NATS. Says whether a retry may help.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("no service is listening on {0}")]
+    NoResponders(String),
+    #[error("the service answered with an error: {} ({:?})", .0.message, .0.code)]
+    Remote(ErrorReply),
+    #[error("malformed message: {0}")]
+    Decode(String),
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+impl BusError {
+    /// Whether the failure is transient (the same call may succeed later).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BusError::Timeout(_) | BusError::NoResponders(_) | BusError::Nats(_) => true,
+            BusError::Remote(e) => e.code == ErrorCode::Unavailable,
+            BusError::Decode(_) => false,
+        }
+    }
+}
+
+fn nats_err(e: impl std::fmt::Display) -> BusError {
+    BusError::Nats(e.to_string())
+}
+
+/// Settings of a bucket this service needs.
+#[derive(Debug, Clone)]
+pub struct BucketSpec {
+    pub name: String,
+    pub description: &'static str,
+    /// Entries older than this are removed by the server; zero keeps them.
+    pub max_age: Duration,
+    pub history: i64,
+}
+
+/// A connection to NATS with the installation's contract.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    contract: Contract,
+    timeout: Duration,
+    /// Who publishes events (CloudEvents `source`).
+    source: Arc<str>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("prefix", &self.contract.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// Connect as `client_name` (e.g. `portcullis-proxy`). Returns at once; the connection
+    /// is made, and remade after a drop, in the background.
+    pub async fn connect(config: &NatsConfig, client_name: &str) -> Result<Bus, BusError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(client_name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => info!("connected to NATS"),
+                    async_nats::Event::Disconnected => {
+                        warn!("disconnected from NATS; reconnecting")
+                    }
+                    other => debug!(event = %other, "nats event"),
+                }
+            });
+        if let Some(path) = &config.creds_file {
+            options = options.credentials_file(path).await.map_err(nats_err)?;
+        }
+        let client = options
+            .connect(config.url.as_str())
+            .await
+            .map_err(nats_err)?;
+        let js = jetstream::new(client.clone());
+        Ok(Bus {
+            client,
+            js,
+            contract: config.contract.clone(),
+            timeout: config.request_timeout,
+            source: Arc::from(format!("/{}/{client_name}", config.contract.prefix())),
+        })
+    }
+
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Send `request` to `subject` and decode the reply, within the configured deadline.
+    pub async fn request<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        subject: String,
+        request: &Q,
+    ) -> Result<R, BusError> {
+        self.request_within(subject, request, self.timeout).await
+    }
+
+    pub async fn request_within<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        subject: String,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<R, BusError> {
+        let payload = serde_json::to_vec(request).map_err(|e| BusError::Decode(e.to_string()))?;
+        let call = self.client.send_request(
+            subject.clone(),
+            async_nats::Request::new()
+                .payload(Bytes::from(payload))
+                .timeout(Some(timeout)),
+        );
+        // The outer deadline also covers a connection that is down (publish would wait).
+        let message = match tokio::time::timeout(timeout, call).await {
+            Err(_) => return Err(BusError::Timeout(timeout)),
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    async_nats::RequestErrorKind::TimedOut => BusError::Timeout(timeout),
+                    async_nats::RequestErrorKind::NoResponders => BusError::NoResponders(subject),
+                    _ => nats_err(e),
+                });
+            }
+            Ok(Ok(m)) => m,
+        };
+        match serde_json::from_slice::<Reply<R>>(&message.payload) {
+            Ok(Reply::Ok(r)) => Ok(r),
+            Ok(Reply::Error(e)) => Err(BusError::Remote(e)),
+            Err(e) => Err(BusError::Decode(format!("reply on {subject}: {e}"))),
+        }
+    }
+
+    /// Register this process as an instance of `service` (NATS Services API).
+    pub async fn start_service(
+        &self,
+        service: ServiceName,
+        description: &str,
+    ) -> Result<ServiceHandle, BusError> {
+        let svc = self
+            .client
+            .service_builder()
+            .description(description)
+            .queue_group(self.contract.queue_group())
+            .start(
+                self.contract.service_name(service),
+                env!("CARGO_PKG_VERSION"),
+            )
+            .await
+            .map_err(nats_err)?;
+        let group = svc.group(self.contract.service_group(service));
+        Ok(ServiceHandle {
+            service: Arc::new(svc),
+            group,
+        })
+    }
+
+    /// Open `spec`'s bucket as values of `T`, creating it if absent.
+    pub async fn bucket<T: Serialize + DeserializeOwned>(
+        &self,
+        spec: &BucketSpec,
+    ) -> Result<Bucket<T>, BusError> {
+        self.kv(spec).await.map(Bucket::new)
+    }
+
+    async fn kv(&self, spec: &BucketSpec) -> Result<kv::Store, BusError> {
+        if let Ok(store) = self.js.get_key_value(spec.name.as_str()).await {
+            return Ok(store);
+        }
+        let config = kv::Config {
+            bucket: spec.name.clone(),
+            description: spec.description.to_owned(),
+            history: spec.history,
+            max_age: spec.max_age,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        match self.js.create_key_value(config).await {
+            Ok(store) => Ok(store),
+            // Another instance may have created it in between.
+            Err(e) => self
+                .js
+                .get_key_value(spec.name.as_str())
+                .await
+                .map_err(|_| nats_err(e)),
+        }
+    }
+
+    /// Make sure the events stream exists.
+    pub async fn ensure_events_stream(&self, max_age: Duration) -> Result<(), BusError> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: self.contract.events_stream(),
+                description: Some("Portcullis events (CloudEvents 1.0)".into()),
+                subjects: vec![self.contract.events_wildcard()],
+                max_age,
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(nats_err)
+    }
+
+    /// Publish `data` as a structured-mode CloudEvent and wait for the stream's ack.
+    /// Returns the event id. Retrying with the same id stores it once (`Nats-Msg-Id`).
+    pub async fn publish_event<E: EventData>(&self, data: &E) -> Result<String, BusError> {
+        let (id, body) =
+            events::structured(&self.source, data).map_err(|e| BusError::Decode(e.to_string()))?;
+        self.publish_event_bytes(E::KIND, &id, body).await?;
+        Ok(id)
+    }
+
+    async fn publish_event_bytes(
+        &self,
+        kind: &str,
+        id: &str,
+        body: Vec<u8>,
+    ) -> Result<(), BusError> {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(Bytes::from(body))
+            .message_id(id)
+            .header("Content-Type", STRUCTURED_CONTENT_TYPE);
+        let ack = self
+            .js
+            .send_publish(self.contract.event_subject(kind), message)
+            .await
+            .map_err(nats_err)?;
+        tokio::time::timeout(self.timeout, ack)
+            .await
+            .map_err(|_| BusError::Timeout(self.timeout))?
+            .map_err(nats_err)?;
+        Ok(())
+    }
+
+    /// Wait until the connection is up (or `shutdown`).
+    pub async fn wait_connected(&self, shutdown: &Shutdown) {
+        let mut delay = Duration::from_millis(50);
+        while self.client.connection_state() != async_nats::connection::State::Connected {
+            if shutdown.sleep_or_stop(delay).await {
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Flush pending publishes (at shutdown).
+    pub async fn flush(&self) {
+        let _ = self.client.flush().await;
+    }
+}
+
+/// A registered NATS service; add endpoints to it.
+pub struct ServiceHandle {
+    service: Arc<async_nats::service::Service>,
+    group: async_nats::service::Group,
+}
+
+impl ServiceHandle {
+    /// Serve `name` (inside the service group) with `handler`. Each request runs in its own
+    /// task; the reply is `{"ok": R}` or `{"error": ErrorReply}`. Runs until `shutdown`.
+    pub async fn endpoint<Q, R, F, Fut>(
+        &self,
+        name: &str,
+        handler: F,
+        shutdown: Shutdown,
+    ) -> Result<tokio::task::JoinHandle<()>, BusError>
+    where
+        Q: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(Q) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ErrorReply>> + Send + 'static,
+    {
+        let mut endpoint = self.group.endpoint(name).await.map_err(nats_err)?;
+        let handler = Arc::new(handler);
+        let endpoint_name = name.to_owned();
+        let _keep_alive = self.service.clone();
+        Ok(tokio::spawn(async move {
+            let _service = _keep_alive;
+            loop {
+                let request = tokio::select! {
+                    r = endpoint.next() => match r { Some(r) => r, None => break },
+                    _ = shutdown.wait() => break,
+                };
+                let handler = handler.clone();
+                let endpoint_name = endpoint_name.clone();
+                tokio::spawn(async move {
+                    let reply = match serde_json::from_slice::<Q>(&request.message.payload) {
+                        Ok(q) => match handler(q).await {
+                            Ok(r) => Reply::Ok(r),
+                            Err(e) => Reply::Error(e),
+                        },
+                        Err(e) => Reply::Error(ErrorReply {
+                            code: ErrorCode::BadRequest,
+                            message: format!("malformed request: {e}"),
+                        }),
+                    };
+                    let body = serde_json::to_vec(&reply).unwrap_or_default();
+                    if let Err(error) = request.respond(Ok(Bytes::from(body))).await {
+                        warn!(%error, endpoint = %endpoint_name, "could not send reply");
+                    }
+                });
+            }
+            let _ = endpoint.stop().await;
+        }))
+    }
+}
+
+/// Retry `op` with backoff until it succeeds or `shutdown`; logs each failure with `what`.
+pub async fn retry<T, F, Fut>(what: &str, shutdown: &Shutdown, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BusError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(error) => warn!(%error, retry_in = ?delay, "{what} failed"),
+        }
+        if shutdown.sleep_or_stop(delay).await {
+            return None;
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,912 @@
+//! The configuration: a Pomerium `config.yaml` (the keys Portcullis supports keep Pomerium's
+//! meaning) plus Portcullis's own sections, loaded with figment from the file and
+//! `PORTCULLIS_*` environment overrides (`PORTCULLIS_NATS__URL` sets `nats.url`).
+//!
+//! Loading is two steps: [`load`] extracts the raw document, [`RawConfig::validate`] checks it
+//! in full and returns a typed [`Config`] or every problem found, each naming its field.
+//! Nothing binds or connects before validation passes.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Yaml};
+use portcullis_policy::{Policy, PolicyError};
+use portcullis_schemas::{Contract, DEFAULT_PREFIX, is_valid_prefix};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::crypto::{Secret, sha256_b64};
+use crate::duration;
+use crate::signing::SigningKey;
+
+/// Environment variables with this prefix override file keys (`__` nests).
+pub const ENV_PREFIX: &str = "PORTCULLIS_";
+/// Pomerium's default cookie name, kept so existing cookies' names stay stable.
+pub const DEFAULT_COOKIE_NAME: &str = "_pomerium";
+/// Pomerium's callback path on the authenticate service.
+pub const OAUTH_CALLBACK_PATH: &str = "/oauth2/callback";
+
+const DEFAULT_COOKIE_EXPIRE: Duration = Duration::from_secs(14 * 3600);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+const DEFAULT_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// Top-level keys Portcullis reads. Anything else in the file is warned about.
+const KNOWN_KEYS: &[&str] = &[
+    "address",
+    "insecure_server",
+    "certificate_file",
+    "certificate_key_file",
+    "authenticate_service_url",
+    "idp_provider",
+    "idp_provider_url",
+    "idp_client_id",
+    "idp_client_secret",
+    "idp_client_secret_file",
+    "idp_scopes",
+    "shared_secret",
+    "shared_secret_file",
+    "cookie_secret",
+    "cookie_secret_file",
+    "cookie_name",
+    "cookie_expire",
+    "cookie_domain",
+    "signing_key",
+    "signing_key_file",
+    "pass_identity_headers",
+    "routes",
+    "nats",
+];
+const KNOWN_ROUTE_KEYS: &[&str] = &[
+    "from",
+    "to",
+    "prefix",
+    "path",
+    "allow_public_unauthenticated_access",
+    "allow_any_authenticated_user",
+    "allowed_users",
+    "allowed_domains",
+    "policy",
+    "pass_identity_headers",
+];
+const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
+
+/// A problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's path, e.g. `routes[2].from`.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("invalid configuration:\n{}", list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A string or a list of strings (Pomerium accepts both, comma-separated strings too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => s
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            StringOrList::Many(v) => v,
+        }
+    }
+}
+
+/// A duration as a Go string (`"14h"`) or a number of seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Text(String),
+    Seconds(f64),
+}
+
+/// The document as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawConfig {
+    pub address: Option<String>,
+    pub insecure_server: Option<bool>,
+    pub certificate_file: Option<PathBuf>,
+    pub certificate_key_file: Option<PathBuf>,
+    pub authenticate_service_url: Option<String>,
+    pub idp_provider: Option<String>,
+    pub idp_provider_url: Option<String>,
+    pub idp_client_id: Option<String>,
+    pub idp_client_secret: Option<String>,
+    pub idp_client_secret_file: Option<PathBuf>,
+    pub idp_scopes: Option<StringOrList>,
+    pub shared_secret: Option<String>,
+    pub shared_secret_file: Option<PathBuf>,
+    pub cookie_secret: Option<String>,
+    pub cookie_secret_file: Option<PathBuf>,
+    pub cookie_name: Option<String>,
+    pub cookie_expire: Option<RawDuration>,
+    pub cookie_domain: Option<String>,
+    pub signing_key: Option<String>,
+    pub signing_key_file: Option<PathBuf>,
+    pub pass_identity_headers: Option<bool>,
+    #[serde(default)]
+    pub routes: Vec<Value>,
+    #[serde(default)]
+    pub nats: RawNats,
+    /// Keys not read by Portcullis, for warnings.
+    #[serde(skip)]
+    pub unknown_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawNats {
+    pub url: Option<String>,
+    pub creds_file: Option<PathBuf>,
+    pub subject_prefix: Option<String>,
+    pub request_timeout: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawRoute {
+    from: Option<String>,
+    to: Option<StringOrList>,
+    prefix: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    allow_public_unauthenticated_access: bool,
+    #[serde(default)]
+    allow_any_authenticated_user: bool,
+    #[serde(default)]
+    allowed_users: Vec<String>,
+    #[serde(default)]
+    allowed_domains: Vec<String>,
+    policy: Option<Value>,
+    pass_identity_headers: Option<bool>,
+}
+
+/// The validated configuration every service reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub authenticate_url: Url,
+    pub idp: IdpConfig,
+    pub shared_secret: Secret,
+    pub cookie_secret: Secret,
+    pub cookie: CookieConfig,
+    pub signing_key: SigningKey,
+    pub routes: Vec<Route>,
+    pub nats: NatsConfig,
+    /// Non-fatal findings (unknown keys), to log at start.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub address: SocketAddr,
+    /// `None` with `insecure_server: true`.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub certificate_file: PathBuf,
+    pub certificate_key_file: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct IdpConfig {
+    pub provider_url: Url,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for IdpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpConfig")
+            .field("provider_url", &self.provider_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"..")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    pub name: String,
+    pub expire: Duration,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: String,
+    pub creds_file: Option<PathBuf>,
+    pub contract: Contract,
+    /// Deadline of every request-reply call between services.
+    pub request_timeout: Duration,
+}
+
+/// Where a route listens: scheme, host (lower case) and optional explicit port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteFrom {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// One route, validated and with its policy compiled.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Content hash of the route's configuration: the same on every instance that reads the
+    /// same route, different as soon as anything in it changes.
+    pub id: String,
+    /// Position in the file, for messages.
+    pub index: usize,
+    pub from: RouteFrom,
+    pub to: Vec<Url>,
+    pub prefix: Option<String>,
+    pub path: Option<String>,
+    pub policy: Policy,
+    pub pass_identity_headers: bool,
+}
+
+impl Route {
+    /// Whether this route serves `host` (lower case, no port) on `port` and `path`.
+    pub fn matches(&self, host: &str, port: Option<u16>, path: &str) -> bool {
+        if self.from.host != host {
+            return false;
+        }
+        if let (Some(want), Some(got)) = (self.from.port, port)
+            && want != got
+        {
+            return false;
+        }
+        if let Some(p) = &self.path {
+            return path == p;
+        }
+        if let Some(p) = &self.prefix {
+            return path.starts_with(p.as_str());
+        }
+        true
+    }
+}
+
+impl Config {
+    /// Whether `url` points at a host some route serves (for redirect-target checks).
+    pub fn is_route_url(&self, url: &Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        matches!(url.scheme(), "http" | "https")
+            && url.username().is_empty()
+            && url.password().is_none()
+            && self.routes.iter().any(|r| {
+                r.from.host == host
+                    && r.from
+                        .port
+                        .is_none_or(|p| Some(p) == url.port_or_known_default())
+            })
+    }
+
+    pub fn route_by_id(&self, id: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.id == id)
+    }
+}
+
+/// Load `path` with environment overrides; returns the raw document (validate next).
+pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+    let read_err = |message: String| ConfigError::Read {
+        path: path.to_owned(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(read_err("no such file".into()));
+    }
+    let figment =
+        Figment::from(Yaml::file_exact(path)).merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let value: Value = figment.extract().map_err(|e| read_err(e.to_string()))?;
+    let mut raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| {
+        ConfigError::Invalid(vec![FieldError {
+            field: "(document)".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    raw.unknown_keys = unknown_keys(&value);
+    Ok(raw)
+}
+
+/// Load and validate in one step.
+pub fn load_and_validate(path: &Path) -> Result<Config, ConfigError> {
+    load(path)?.validate()
+}
+
+fn unknown_keys(doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(map) = doc.as_object() else {
+        return out;
+    };
+    for key in map.keys() {
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            out.push(key.clone());
+        }
+    }
+    if let Some(nats) = map.get("nats").and_then(Value::as_object) {
+        out.extend(
+            nats.keys()
+                .filter(|k| !KNOWN_NATS_KEYS.contains(&k.as_str()))
+                .map(|k| format!("nats.{k}")),
+        );
+    }
+    if let Some(routes) = map.get("routes").and_then(Value::as_array) {
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(r) = r.as_object() {
+                out.extend(
+                    r.keys()
+                        .filter(|k| !KNOWN_ROUTE_KEYS.contains(&k.as_str()))
+                        .map(|k| format!("routes[{i}].{k}")),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Collects field errors while validation goes on, so the user sees them all at once.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Record `result`'s error under `field`; return its value.
+    fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.add(field, e.to_string())).ok()
+    }
+}
+
+impl RawConfig {
+    /// Check everything; return the typed configuration or every problem found.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+        let server = self.server(&mut p);
+        let authenticate_url = self.authenticate_url(&mut p);
+        let idp = self.idp(&mut p);
+        let shared_secret = secret(
+            &mut p,
+            "shared_secret",
+            &self.shared_secret,
+            &self.shared_secret_file,
+            true,
+        )
+        .flatten();
+        let cookie_secret = secret(
+            &mut p,
+            "cookie_secret",
+            &self.cookie_secret,
+            &self.cookie_secret_file,
+            false,
+        );
+        let cookie = self.cookie(&mut p);
+        let signing_key = match (&self.signing_key, &self.signing_key_file, &shared_secret) {
+            (Some(_), Some(_), _) => {
+                p.add(
+                    "signing_key",
+                    "set either signing_key or signing_key_file, not both",
+                );
+                None
+            }
+            (Some(text), None, _) => p.check("signing_key", SigningKey::from_config_text(text)),
+            (None, Some(path), _) => {
+                let text = p.check("signing_key_file", read_secret_file(path));
+                text.and_then(|t| p.check("signing_key_file", SigningKey::from_config_text(&t)))
+            }
+            (None, None, Some(shared)) => Some(SigningKey::derive_from(shared)),
+            (None, None, None) => None,
+        };
+        let pass_identity_default = self.pass_identity_headers.unwrap_or(true);
+        let routes = routes(&mut p, &self.routes, pass_identity_default);
+        let nats = self.nats(&mut p);
+        let warnings = self
+            .unknown_keys
+            .iter()
+            .map(|k| format!("{k}: unknown or unsupported key, ignored"))
+            .collect();
+
+        match (
+            server,
+            authenticate_url,
+            idp,
+            shared_secret,
+            cookie,
+            signing_key,
+            nats,
+        ) {
+            (
+                Some(server),
+                Some(authenticate_url),
+                Some(idp),
+                Some(shared_secret),
+                Some(cookie),
+                Some(signing_key),
+                Some(nats),
+            ) if p.0.is_empty() => {
+                // Without a cookie_secret, derive one from the shared secret: every instance
+                // then agrees on it, unlike Pomerium's random per-process fallback.
+                let cookie_secret = cookie_secret.flatten().unwrap_or_else(|| {
+                    Secret::from_bytes(shared_secret.derive(b"portcullis cookie secret v1"))
+                });
+                Ok(Config {
+                    server,
+                    authenticate_url,
+                    idp,
+                    shared_secret,
+                    cookie_secret,
+                    cookie,
+                    signing_key,
+                    routes,
+                    nats,
+                    warnings,
+                })
+            }
+            _ => {
+                if p.0.is_empty() {
+                    p.add("(document)", "incomplete configuration");
+                }
+                Err(ConfigError::Invalid(p.0))
+            }
+        }
+    }
+
+    fn server(&self, p: &mut Problems) -> Option<ServerConfig> {
+        let address = p.check(
+            "address",
+            parse_address(self.address.as_deref().unwrap_or(":443")),
+        );
+        let tls = match (
+            self.insecure_server.unwrap_or(false),
+            &self.certificate_file,
+            &self.certificate_key_file,
+        ) {
+            (_, Some(cert), Some(key)) => {
+                for (field, path) in [("certificate_file", cert), ("certificate_key_file", key)] {
+                    if !path.is_file() {
+                        p.add(field, format!("no such file: {}", path.display()));
+                    }
+                }
+                Some(TlsFiles {
+                    certificate_file: cert.clone(),
+                    certificate_key_file: key.clone(),
+                })
+            }
+            (_, Some(_), None) => {
+                p.add(
+                    "certificate_key_file",
+                    "required when certificate_file is set",
+                );
+                None
+            }
+            (_, None, Some(_)) => {
+                p.add(
+                    "certificate_file",
+                    "required when certificate_key_file is set",
+                );
+                None
+            }
+            (true, None, None) => None,
+            (false, None, None) => {
+                p.add("certificate_file", "set certificate_file and certificate_key_file, or insecure_server: true to serve plain HTTP");
+                None
+            }
+        };
+        Some(ServerConfig {
+            address: address?,
+            tls,
+        })
+    }
+
+    fn authenticate_url(&self, p: &mut Problems) -> Option<Url> {
+        let Some(text) = &self.authenticate_service_url else {
+            p.add(
+                "authenticate_service_url",
+                "required (e.g. https://authenticate.example.com)",
+            );
+            return None;
+        };
+        let url = p.check("authenticate_service_url", http_url(text))?;
+        if url.path() != "/" || url.query().is_some() {
+            p.add(
+                "authenticate_service_url",
+                "must be a bare origin without path or query",
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    fn idp(&self, p: &mut Problems) -> Option<IdpConfig> {
+        match self.idp_provider.as_deref() {
+            Some("oidc") | None => {}
+            Some(other) => p.add(
+                "idp_provider",
+                format!("`{other}` is not supported; use `oidc` with idp_provider_url"),
+            ),
+        }
+        let provider_url = match &self.idp_provider_url {
+            Some(u) => p.check("idp_provider_url", http_url(u)),
+            None => {
+                p.add("idp_provider_url", "required (the IdP's issuer URL)");
+                None
+            }
+        };
+        let client_id = self.idp_client_id.clone().filter(|s| !s.is_empty());
+        if client_id.is_none() {
+            p.add("idp_client_id", "required");
+        }
+        let client_secret = match (&self.idp_client_secret, &self.idp_client_secret_file) {
+            (Some(_), Some(_)) => {
+                p.add(
+                    "idp_client_secret",
+                    "set either idp_client_secret or idp_client_secret_file, not both",
+                );
+                None
+            }
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(path)) => p.check("idp_client_secret_file", read_secret_file(path)),
+            (None, None) => {
+                p.add("idp_client_secret", "required (or idp_client_secret_file)");
+                None
+            }
+        };
+        let scopes = match self.idp_scopes.clone().map(StringOrList::into_vec) {
+            Some(s) if s.is_empty() => {
+                p.add("idp_scopes", "must not be empty");
+                return None;
+            }
+            Some(mut s) => {
+                if !s.iter().any(|x| x == "openid") {
+                    s.insert(0, "openid".into());
+                }
+                s
+            }
+            None => DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
+        };
+        Some(IdpConfig {
+            provider_url: provider_url?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            scopes,
+        })
+    }
+
+    fn cookie(&self, p: &mut Problems) -> Option<CookieConfig> {
+        let name = self
+            .cookie_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            p.add(
+                "cookie_name",
+                "must be a non-empty token of letters, digits, `-`, `_` or `.`",
+            );
+        }
+        let expire = match &self.cookie_expire {
+            None => Some(DEFAULT_COOKIE_EXPIRE),
+            Some(d) => p.check("cookie_expire", raw_duration(d)),
+        };
+        if expire.is_some_and(|e| e < Duration::from_secs(60)) {
+            p.add("cookie_expire", "must be at least 1m");
+        }
+        let domain = self.cookie_domain.clone().filter(|d| !d.is_empty());
+        if let Some(d) = &domain
+            && d.contains(['/', ':', ' ', ';'])
+        {
+            p.add("cookie_domain", "must be a bare domain such as example.com");
+        }
+        Some(CookieConfig {
+            name,
+            expire: expire?,
+            domain,
+        })
+    }
+
+    fn nats(&self, p: &mut Problems) -> Option<NatsConfig> {
+        let url = self
+            .nats
+            .url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NATS_URL.into());
+        if url.is_empty() {
+            p.add("nats.url", "must not be empty");
+        }
+        if let Some(path) = &self.nats.creds_file
+            && !path.is_file()
+        {
+            p.add(
+                "nats.creds_file",
+                format!("no such file: {}", path.display()),
+            );
+        }
+        let prefix = self
+            .nats
+            .subject_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PREFIX.into());
+        if !is_valid_prefix(&prefix) {
+            p.add(
+                "nats.subject_prefix",
+                "must be 1-32 characters of a-z, 0-9, `-` or `_`",
+            );
+            return None;
+        }
+        let request_timeout = match &self.nats.request_timeout {
+            None => DEFAULT_REQUEST_TIMEOUT,
+            Some(d) => p.check("nats.request_timeout", raw_duration(d))?,
+        };
+        if request_timeout.is_zero() {
+            p.add("nats.request_timeout", "must be positive");
+        }
+        Some(NatsConfig {
+            url,
+            creds_file: self.nats.creds_file.clone(),
+            contract: Contract::new(&prefix),
+            request_timeout,
+        })
+    }
+}
+
+fn secret(
+    p: &mut Problems,
+    field: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    required: bool,
+) -> Option<Option<Secret>> {
+    let file_field = format!("{field}_file");
+    let text = match (inline, file) {
+        (Some(_), Some(_)) => {
+            p.add(
+                field,
+                format!("set either {field} or {file_field}, not both"),
+            );
+            return None;
+        }
+        (Some(t), None) => t.clone(),
+        (None, Some(path)) => p.check(&file_field, read_secret_file(path))?,
+        (None, None) if required => {
+            p.add(
+                field,
+                "required: 32 random bytes, base64 (`head -c32 /dev/urandom | base64`)",
+            );
+            return None;
+        }
+        (None, None) => return Some(None),
+    };
+    p.check(field, Secret::from_base64(&text)).map(Some)
+}
+
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn raw_duration(d: &RawDuration) -> Result<Duration, String> {
+    match d {
+        RawDuration::Text(t) => duration::parse(t),
+        RawDuration::Seconds(s) => Duration::try_from_secs_f64(*s).map_err(|e| e.to_string()),
+    }
+}
+
+/// `:443`, `0.0.0.0:80`, `[::1]:8443`, `localhost:8080`.
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let bad =
+        || format!("`{text}` is not an address (expected host:port, e.g. :443 or 127.0.0.1:8443)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let ip: IpAddr = match host.trim_start_matches('[').trim_end_matches(']') {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        other => other.parse().map_err(|_| bad())?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{text}` must be an http or https URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
+}
+
+fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<Route> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, value) in raw.iter().enumerate() {
+        let field = |k: &str| format!("routes[{i}].{k}");
+        let r: RawRoute = match serde_json::from_value(value.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                p.add(format!("routes[{i}]"), e.to_string());
+                continue;
+            }
+        };
+        let from = match r.from.as_deref() {
+            Some(t) => p.check(&field("from"), route_from(t)),
+            None => {
+                p.add(field("from"), "required");
+                None
+            }
+        };
+        let to: Vec<Url> = match r.to.clone().map(StringOrList::into_vec) {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .filter_map(|t| p.check(&field("to"), upstream_url(t)))
+                .collect(),
+            _ => {
+                p.add(field("to"), "required: the upstream URL(s)");
+                Vec::new()
+            }
+        };
+        for (k, v) in [("prefix", &r.prefix), ("path", &r.path)] {
+            if v.as_deref().is_some_and(|s| !s.starts_with('/')) {
+                p.add(field(k), "must start with `/`");
+            }
+        }
+        if r.allow_public_unauthenticated_access
+            && (r.allow_any_authenticated_user
+                || !r.allowed_users.is_empty()
+                || !r.allowed_domains.is_empty())
+        {
+            p.add(field("allow_public_unauthenticated_access"), "cannot be combined with allow_any_authenticated_user, allowed_users or allowed_domains");
+        }
+        if r.allow_any_authenticated_user
+            && (!r.allowed_users.is_empty() || !r.allowed_domains.is_empty())
+        {
+            p.add(
+                field("allow_any_authenticated_user"),
+                "cannot be combined with allowed_users or allowed_domains",
+            );
+        }
+        let policy = match route_policy(&r) {
+            Ok(policy) => Some(policy),
+            Err((key, e)) => {
+                p.add(field(key), e.to_string());
+                None
+            }
+        };
+        if let (Some(from), Some(policy)) = (from, policy) {
+            if to.is_empty() {
+                continue;
+            }
+            out.push(Route {
+                id: route_id(value),
+                index: i,
+                from,
+                to,
+                prefix: r.prefix.clone(),
+                path: r.path.clone(),
+                policy,
+                pass_identity_headers: r.pass_identity_headers.unwrap_or(pass_identity_default),
+            });
+        }
+    }
+    out
+}
+
+/// Pomerium's conversion of the legacy keys: one allow rule OR-ing them, then the route's
+/// PPL rules.
+fn route_policy(r: &RawRoute) -> Result<Policy, (&'static str, PolicyError)> {
+    let mut legacy = Vec::new();
+    if r.allow_public_unauthenticated_access {
+        legacy.push(json!({"accept": true}));
+    }
+    if r.allow_any_authenticated_user {
+        legacy.push(json!({"authenticated_user": true}));
+    }
+    for d in &r.allowed_domains {
+        legacy.push(json!({"domain": {"is": d}}));
+    }
+    for u in &r.allowed_users {
+        legacy.push(json!({"user": {"is": u}}));
+        legacy.push(json!({"email": {"is": u}}));
+    }
+    let mut policy = if legacy.is_empty() {
+        Policy::default()
+    } else {
+        Policy::from_ppl(&json!({"allow": {"or": legacy}})).map_err(|e| ("allowed_users", e))?
+    };
+    if let Some(ppl) = &r.policy {
+        policy.extend(Policy::from_ppl(ppl).map_err(|e| ("policy", e))?);
+    }
+    Ok(policy)
+}
+
+fn route_id(value: &Value) -> String {
+    // serde_json maps are ordered by key, so equal routes serialise equally.
+    let canonical = serde_json::to_vec(value).unwrap_or_default();
+    sha256_b64(&canonical)[..16].to_owned()
+}
+
+fn route_from(text: &str) -> Result<RouteFrom, String> {
+    let url = http_url(text)?;
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{text}` must be scheme://host[:port] without path (use prefix or path to match paths)"
+        ));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if host.contains('*') {
+        return Err("wildcard hosts are not supported yet".into());
+    }
+    Ok(RouteFrom {
+        scheme: url.scheme().to_owned(),
+        host,
+        port: url.port(),
+    })
+}
+
+fn upstream_url(text: &str) -> Result<Url, String> {
+    let url = http_url(text)?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "`{text}`: only http:// upstreams are supported yet"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// Hosts of all routes, for logs and diagnostics.
+pub fn route_hosts(config: &Config) -> BTreeSet<String> {
+    config.routes.iter().map(|r| r.from.host.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+
+const SECRET: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+fn base() -> Value {
+    json!({
+        "address": ":8443",
+        "insecure_server": true,
+        "authenticate_service_url": "https://authenticate.example.com",
+        "idp_provider": "oidc",
+        "idp_provider_url": "https://idp.example.com",
+        "idp_client_id": "portcullis",
+        "idp_client_secret": "s3cret",
+        "shared_secret": SECRET,
+        "routes": [{"from": "https://app.example.com", "to": "http://127.0.0.1:9000", "allowed_domains": ["example.com"]}],
+    })
+}
+
+fn validate(doc: Value) -> Result<Config, Vec<FieldError>> {
+    let mut raw: RawConfig = serde_json::from_value(doc.clone()).expect("raw parses");
+    raw.unknown_keys = unknown_keys(&doc);
+    match raw.validate() {
+        Ok(c) => Ok(c),
+        Err(ConfigError::Invalid(e)) => Err(e),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+fn errors_for(doc: Value) -> Vec<String> {
+    validate(doc)
+        .expect_err("must be invalid")
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn a_minimal_pomerium_config_validates_with_pomerium_defaults() {
+    let c = validate(base()).expect("valid");
+    assert_eq!(c.server.address.port(), 8443);
+    assert_eq!(c.cookie.name, "_pomerium");
+    assert_eq!(c.cookie.expire, Duration::from_secs(14 * 3600));
+    assert_eq!(
+        c.idp.scopes,
+        ["openid", "profile", "email", "offline_access"]
+    );
+    assert_eq!(c.nats.contract.prefix(), "portcullis");
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].from.host, "app.example.com");
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn errors_name_every_bad_field() {
+    let mut doc = base();
+    doc["shared_secret"] = json!("c2hvcnQ=");
+    doc["cookie_expire"] = json!("forever");
+    doc["routes"][0]["from"] = json!("not a url");
+    doc["routes"][0]["policy"] = json!({"allow": {"or": [{"device": {"is": "x"}}]}});
+    doc["nats"] = json!({"subject_prefix": "a.b"});
+    let errors = errors_for(doc);
+    for field in [
+        "shared_secret:",
+        "cookie_expire:",
+        "routes[0].from:",
+        "routes[0].policy:",
+        "nats.subject_prefix:",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(field)),
+            "{field} missing in {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn tls_or_insecure_server_is_required() {
+    let mut doc = base();
+    doc.as_object_mut().map(|m| m.remove("insecure_server"));
+    assert!(
+        errors_for(doc)
+            .iter()
+            .any(|e| e.starts_with("certificate_file:"))
+    );
+}
+
+#[test]
+fn unknown_keys_warn_without_failing() {
+    let mut doc = base();
+    doc["log_level"] = json!("debug");
+    doc["routes"][0]["frobnicate"] = json!(true);
+    let c = validate(doc).expect("still valid");
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[1].starts_with("routes[0].frobnicate"));
+}
+
+#[test]
+fn legacy_keys_combine_as_pomerium_does() {
+    let mut doc = base();
+    doc["routes"][0]["allow_public_unauthenticated_access"] = json!(true);
+    assert!(
+        errors_for(doc)
+            .iter()
+            .any(|e| e.starts_with("routes[0].allow_public_unauthenticated_access"))
+    );
+}
+
+#[test]
+fn idp_scopes_accept_a_comma_string() {
+    let mut doc = base();
+    doc["idp_scopes"] = json!("email, profile,groups");
+    assert_eq!(
+        validate(doc).expect("valid").idp.scopes,
+        ["openid", "email", "profile", "groups"]
+    );
+}
+
+#[test]
+fn route_ids_are_content_hashes() {
+    let a = validate(base()).expect("valid");
+    let b = validate(base()).expect("valid");
+    assert_eq!(a.routes[0].id, b.routes[0].id);
+    let mut doc = base();
+    doc["routes"][0]["allowed_domains"] = json!(["other.com"]);
+    assert_ne!(validate(doc).expect("valid").routes[0].id, a.routes[0].id);
+}
+
+#[test]
+fn redirect_targets_must_be_route_hosts() {
+    let c = validate(base()).expect("valid");
+    let ok = |u: &str| c.is_route_url(&Url::parse(u).expect("url"));
+    assert!(ok("https://app.example.com/x?y=1"));
+    assert!(!ok("https://evil.example.com/"));
+    assert!(!ok("https://app.example.com.evil.com/"));
+    assert!(!ok("https://user@app.example.com/"));
+    assert!(!ok("javascript://app.example.com/"));
+}
+
+#[test]
+fn addresses_parse_like_pomerium() {
+    assert_eq!(parse_address(":443").map(|a| a.port()), Ok(443));
+    assert!(parse_address("127.0.0.1:80").is_ok());
+    assert!(parse_address("[::1]:80").is_ok());
+    assert!(parse_address("443").is_err());
+}

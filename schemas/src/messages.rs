@@ -1,0 +1,228 @@
+//! Request-reply messages and key-value records.
+//!
+//! Every reply on a request-reply subject is a [`Reply`]: `{"ok": ...}` or
+//! `{"error": {"code": ..., "message": ...}}`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The envelope of every reply.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    Ok(T),
+    Error(ErrorReply),
+}
+
+/// A request that could not be served. `code` is stable and machine-readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request did not parse or broke the contract.
+    BadRequest,
+    /// The named thing does not exist.
+    NotFound,
+    /// The route id is unknown to this instance (configurations differ).
+    UnknownRoute,
+    /// A dependency (KV, stream, IdP) failed; a retry may help.
+    Unavailable,
+    /// A bug or an invariant broken inside the service.
+    Internal,
+}
+
+/// One HTTP header; repeated names appear as repeated entries, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// `authorize.check`: may this request pass?
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CheckRequest {
+    /// Content hash of the route the proxy matched (stable across instances with the same
+    /// route configuration).
+    pub route_id: String,
+    /// The session named by the request's session cookie, if it had a valid one.
+    pub session_id: Option<String>,
+    pub method: String,
+    /// The request host as the client sent it, without port.
+    pub host: String,
+    /// The normalised path (no query).
+    pub path: String,
+    pub client_ip: String,
+}
+
+/// The decision of `authorize.check`. A deny is a decision, not an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum CheckReply {
+    /// Forward the request, adding these headers (after removing client-sent ones).
+    Allow {
+        headers: Vec<Header>,
+        reasons: Vec<String>,
+    },
+    /// Refuse with `status` (403 for a policy deny).
+    Deny { status: u16, reasons: Vec<String> },
+    /// The user must sign in first.
+    Login { reasons: Vec<String> },
+}
+
+/// An HTTP request carried to the authenticate service over NATS.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HttpRequest {
+    pub method: String,
+    /// `https` or `http`, as seen by the proxy.
+    pub scheme: String,
+    /// Host as sent by the client, possibly with port.
+    pub host: String,
+    /// Path and query, as received.
+    pub path_and_query: String,
+    pub headers: Vec<Header>,
+    /// Body, base64 (standard alphabet).
+    pub body: String,
+    pub client_ip: String,
+    /// Set by the proxy, never by the client: the session of the route-host cookie, for the
+    /// internal `/.portcullis/*` endpoints served on route hosts.
+    pub session_id: Option<String>,
+}
+
+/// The HTTP answer to an [`HttpRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    /// Body, base64 (standard alphabet).
+    pub body: String,
+}
+
+/// Who signed in, as the IdP described them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Identity {
+    /// The IdP's subject identifier (`sub`).
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Group names or ids from the token's `groups` claim; never null.
+    pub groups: Vec<String>,
+    /// Every claim from the ID token and userinfo (userinfo wins), without tokens.
+    pub claims: Map<String, Value>,
+}
+
+/// `cache.session.create`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreateSessionRequest {
+    pub identity: Identity,
+    /// The IdP's issuer URL.
+    pub idp: String,
+    /// The IdP's session id (`sid` claim), for back-channel logout.
+    pub idp_session_id: Option<String>,
+    /// The OIDC tokens, sealed (AEAD) with a key derived from the shared secret. Never
+    /// plaintext on NATS or in KV.
+    pub sealed_tokens: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreateSessionReply {
+    pub session_id: String,
+    pub expires_at: i64,
+}
+
+/// `cache.session.get`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetSessionRequest {
+    pub session_id: String,
+}
+
+/// Why a session ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    SignOut,
+    Admin,
+    BackchannelLogout,
+    IdpRefreshFailed,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::SignOut => "sign_out",
+            RevokeReason::Admin => "admin",
+            RevokeReason::BackchannelLogout => "backchannel_logout",
+            RevokeReason::IdpRefreshFailed => "idp_refresh_failed",
+        }
+    }
+}
+
+/// `cache.session.revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RevokeSessionRequest {
+    pub session_id: String,
+    pub reason: RevokeReason,
+}
+
+/// The session as it was (get) or as it was when deleted (revoke); `None` if unknown.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionReply {
+    pub session: Option<Session>,
+}
+
+/// A session, as stored in the sessions bucket under its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Session {
+    pub id: String,
+    pub identity: Identity,
+    pub idp: String,
+    pub idp_session_id: Option<String>,
+    /// Sealed OIDC tokens (see [`CreateSessionRequest::sealed_tokens`]).
+    pub sealed_tokens: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; the session is void afterwards.
+    pub expires_at: i64,
+}
+
+/// A user, as stored in the users bucket under the user id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub claims: Map<String, Value>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A login in progress, stored sealed in the logins bucket under the OAuth `state` and
+/// consumed exactly once by the callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LoginState {
+    /// Where to send the browser after sign-in (validated against route hosts).
+    pub redirect_uri: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    /// SHA-256 (base64url) of the browser-binding cookie set when the login began.
+    pub browser_binding: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}

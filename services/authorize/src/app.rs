@@ -1,0 +1,96 @@
+use std::sync::Arc;
+
+use portcullis_runtime::bus::{self, Bus, BusError};
+use portcullis_runtime::{Config, Shutdown, buckets};
+use portcullis_schemas::{ServiceName, names_endpoint as endpoint};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::check::Checker;
+use crate::jwt::Minter;
+use crate::replica::{self, Replica};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot connect to NATS: {0}")]
+    Nats(#[from] BusError),
+}
+
+/// The authorize service, ready to run.
+pub struct App {
+    config: Arc<Config>,
+    bus: Bus,
+}
+
+impl App {
+    pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
+        let bus = Bus::connect(&config.nats, "portcullis-authorize").await?;
+        Ok(App { config, bus })
+    }
+
+    /// Load the replica, then answer checks until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
+        let App { config, bus } = self;
+        let Some((sessions, users)) = bus::retry(
+            "opening the sessions and users buckets",
+            &shutdown,
+            || async {
+                Ok::<_, BusError>((
+                    bus.bucket(&buckets::sessions(&config)).await?,
+                    bus.bucket(&buckets::users(&config)).await?,
+                ))
+            },
+        )
+        .await
+        else {
+            return Ok(());
+        };
+        let replica = Arc::new(Replica::default());
+        let minter = Arc::new(Minter::new(config.signing_key.clone()));
+        let (ready_tx, mut ready) = watch::channel(false);
+        let m = minter.clone();
+        let follower = tokio::spawn(replica::follow(
+            replica.clone(),
+            sessions.clone(),
+            users,
+            move |sid| m.forget(sid),
+            ready_tx,
+            shutdown.clone(),
+        ));
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+        let checker = Arc::new(Checker {
+            config: config.clone(),
+            replica: replica.clone(),
+            minter,
+            sessions,
+        });
+        let Some(service) = bus::retry("registering the authorize service", &shutdown, || {
+            bus.start_service(ServiceName::Authorize, "Portcullis policy decisions")
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        let check = service
+            .endpoint(
+                endpoint::CHECK,
+                move |q| {
+                    let c = checker.clone();
+                    async move { c.check(q).await }
+                },
+                shutdown.clone(),
+            )
+            .await?;
+        info!(
+            routes = config.routes.len(),
+            sessions = replica.session_count(),
+            "authorize service ready"
+        );
+        shutdown.wait().await;
+        let _ = tokio::join!(check, follower);
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! `authorize.check`: decide one request against its route's policy.
+
+use std::sync::Arc;
+
+use portcullis_policy::{Decision, Input, UserFacts};
+use portcullis_runtime::bucket::Bucket;
+use portcullis_runtime::config::Config;
+use portcullis_runtime::{buckets, now_unix};
+use portcullis_schemas::messages::{
+    CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Session,
+};
+use tracing::{debug, error, warn};
+
+use crate::jwt::{Identity, Minter};
+use crate::replica::Replica;
+
+/// The header carrying the identity JWT to upstreams.
+pub const JWT_ASSERTION_HEADER: &str = "x-portcullis-jwt-assertion";
+
+/// What a check reads.
+pub struct Checker {
+    pub config: Arc<Config>,
+    pub replica: Arc<Replica>,
+    pub minter: Arc<Minter>,
+    /// For sessions not yet replicated (created a moment ago): one direct read.
+    pub sessions: Bucket<Session>,
+}
+
+impl Checker {
+    pub async fn check(&self, req: CheckRequest) -> Result<CheckReply, ErrorReply> {
+        let Some(route) = self.config.route_by_id(&req.route_id) else {
+            warn!(route = %req.route_id, "check for a route this instance does not know");
+            return Err(ErrorReply {
+                code: ErrorCode::UnknownRoute,
+                message: "unknown route id: proxy and authorize configurations differ".into(),
+            });
+        };
+        let now = now_unix();
+        let session = match &req.session_id {
+            Some(id) => self.session(id).await?.filter(|s| s.expires_at > now),
+            None => None,
+        };
+        let user_record = session
+            .as_ref()
+            .and_then(|s| self.replica.user(&buckets::user_key(&s.identity.user_id)));
+        // The user record is the freshest view of the person (updated on every sign-in).
+        let (email, name, groups, claims) = match (&session, &user_record) {
+            (_, Some(u)) => (
+                u.email.as_deref(),
+                u.name.as_deref(),
+                u.groups.as_slice(),
+                &u.claims,
+            ),
+            (Some(s), None) => (
+                s.identity.email.as_deref(),
+                s.identity.name.as_deref(),
+                s.identity.groups.as_slice(),
+                &s.identity.claims,
+            ),
+            (None, None) => (None, None, &[][..], &*EMPTY_CLAIMS),
+        };
+        let user = session.as_ref().map(|s| UserFacts {
+            user_id: &s.identity.user_id,
+            email,
+            claims,
+        });
+        let decision = route.policy.decide(&Input { user });
+        debug!(route = route.index, host = %req.host, ?decision, "checked");
+        Ok(match decision {
+            Decision::Allow { reasons } => {
+                let mut headers = Vec::new();
+                if let (Some(s), true) = (&session, route.pass_identity_headers) {
+                    let identity = Identity {
+                        user_id: &s.identity.user_id,
+                        email: email.unwrap_or_default(),
+                        name: name.unwrap_or_default(),
+                        groups,
+                    };
+                    let jwt = self
+                        .minter
+                        .token(s, &identity, &req.host, now)
+                        .map_err(|e| {
+                            error!(error = %e, "signing the identity JWT failed");
+                            ErrorReply {
+                                code: ErrorCode::Internal,
+                                message: "cannot sign identity".into(),
+                            }
+                        })?;
+                    headers.push(Header::new(JWT_ASSERTION_HEADER, jwt));
+                }
+                CheckReply::Allow {
+                    headers,
+                    reasons: reasons.to_strings(),
+                }
+            }
+            Decision::Deny { reasons } => CheckReply::Deny {
+                status: 403,
+                reasons: reasons.to_strings(),
+            },
+            Decision::Login { reasons } => CheckReply::Login {
+                reasons: reasons.to_strings(),
+            },
+        })
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<Arc<Session>>, ErrorReply> {
+        if let Some(s) = self.replica.session(id) {
+            return Ok(Some(s));
+        }
+        // Not replicated yet, or not there at all. Sessions are created a moment before the
+        // first request that uses them, so look once in KV. Cookies are sealed, so ids that
+        // reach here were issued by us.
+        match self.sessions.get(id).await {
+            Ok(Some((s, _))) => Ok(Some(self.replica.insert_session(s))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                warn!(error = %e, "session lookup failed");
+                Err(ErrorReply {
+                    code: ErrorCode::Unavailable,
+                    message: "session store unavailable".into(),
+                })
+            }
+        }
+    }
+}
+
+static EMPTY_CLAIMS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+    std::sync::LazyLock::new(serde_json::Map::new);

@@ -1,0 +1,169 @@
+//! `portcullis`: one binary, a subcommand per service. It only parses arguments, loads the
+//! configuration and dispatches; the services live in their own crates.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use portcullis_runtime::{Config, Shutdown, config, shutdown, telemetry};
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Identity-aware access proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The configuration file (Pomerium's config.yaml format).
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "config.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run all four services in this process (they still talk only through NATS).
+    All(ConfigArg),
+    /// Run the proxy: the network edge.
+    Proxy(ConfigArg),
+    /// Run the authenticate service: sign-in with the IdP.
+    Authenticate(ConfigArg),
+    /// Run the authorize service: policy decisions.
+    Authorize(ConfigArg),
+    /// Run the cache service: sessions, users, events.
+    Cache(ConfigArg),
+    /// Validate the configuration and exit (0 when valid).
+    CheckConfig(ConfigArg),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Proxy,
+    Authenticate,
+    Authorize,
+    Cache,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let (arg, services): (&ConfigArg, &[Service]) = match &cli.command {
+        Command::CheckConfig(arg) => return check_config(arg),
+        Command::All(a) => (
+            a,
+            &[
+                Service::Cache,
+                Service::Authorize,
+                Service::Authenticate,
+                Service::Proxy,
+            ],
+        ),
+        Command::Proxy(a) => (a, &[Service::Proxy]),
+        Command::Authenticate(a) => (a, &[Service::Authenticate]),
+        Command::Authorize(a) => (a, &[Service::Authorize]),
+        Command::Cache(a) => (a, &[Service::Cache]),
+    };
+    let config = match load(arg) {
+        Some(c) => c,
+        None => return ExitCode::from(2),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, services)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(arg: &ConfigArg) -> Option<Arc<Config>> {
+    match config::load_and_validate(&arg.config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                warn!("{w}");
+            }
+            Some(Arc::new(c))
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            None
+        }
+    }
+}
+
+fn check_config(arg: &ConfigArg) -> ExitCode {
+    match config::load_and_validate(&arg.config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: ok ({} routes)", arg.config.display(), c.routes.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(config: Arc<Config>, services: &[Service]) -> anyhow::Result<()> {
+    let (trigger, shutdown) = Shutdown::new();
+    shutdown::on_signals(trigger.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for service in services {
+        let config = config.clone();
+        let sd: Shutdown = shutdown.clone();
+        match service {
+            Service::Cache => {
+                let app = portcullis_cache::App::build(config).await?;
+                tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
+            }
+            Service::Authorize => {
+                let app = portcullis_authorize::App::build(config).await?;
+                tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
+            }
+            Service::Authenticate => {
+                let app = portcullis_authenticate::App::build(config).await?;
+                tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
+            }
+            Service::Proxy => {
+                let app = portcullis_proxy::App::build(config).await?;
+                tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
+            }
+        }
+    }
+    info!(nats = %config.nats.url, "portcullis started");
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        let outcome = match done {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("a service task failed: {e}")),
+        };
+        if let Err(e) = outcome {
+            // One service failing takes the process down: a supervisor restarts it whole.
+            error!("{e:#}");
+            trigger.fire();
+            result = Err(e);
+        } else if !shutdown.is_fired() {
+            trigger.fire();
+        }
+    }
+    info!("stopped");
+    result
+}

@@ -1,0 +1,106 @@
+//! The session cookie on route hosts: the session id, sealed with a key from
+//! `cookie_secret` and bound to the cookie name.
+
+use http::HeaderMap;
+use http::header::COOKIE;
+use portcullis_runtime::config::CookieConfig;
+use portcullis_runtime::crypto::Sealer;
+
+/// The session id in the request's session cookie, if one opens.
+pub fn session_id(headers: &HeaderMap, sealer: &Sealer, name: &str) -> Option<String> {
+    cookie_values(headers, name).find_map(|v| {
+        sealer
+            .open(v, name.as_bytes())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+    })
+}
+
+/// Every value of cookie `name` in the request (a browser may send several).
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `Set-Cookie` for a new session.
+pub fn set(
+    cookie: &CookieConfig,
+    sealer: &Sealer,
+    session_id: &str,
+    max_age: i64,
+    secure: bool,
+) -> String {
+    let value = sealer.seal(session_id.as_bytes(), cookie.name.as_bytes());
+    attributes(cookie, &value, max_age.max(0), secure)
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear(cookie: &CookieConfig, secure: bool) -> String {
+    attributes(cookie, "", 0, secure)
+}
+
+fn attributes(cookie: &CookieConfig, value: &str, max_age: i64, secure: bool) -> String {
+    let mut c = format!(
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax",
+        cookie.name
+    );
+    if let Some(domain) = &cookie.domain {
+        c.push_str("; Domain=");
+        c.push_str(domain);
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+/// The request's `Cookie` header without the session cookie (upstreams never see it).
+pub fn strip(headers: &HeaderMap, name: &str) -> Option<String> {
+    let kept: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use portcullis_runtime::crypto::{Purpose, Secret};
+
+    #[test]
+    fn session_cookie_round_trips_and_is_stripped() {
+        let sealer = Sealer::new(&Secret::from_bytes([4; 32]), Purpose::SessionCookie);
+        let config = CookieConfig {
+            name: "_pomerium".into(),
+            expire: std::time::Duration::from_secs(60),
+            domain: None,
+        };
+        let set = set(&config, &sealer, "sid-1", 60, true);
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"));
+        let value = set.split(';').next().unwrap_or_default().to_owned();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=1; {value}; b=2")).expect("header"),
+        );
+        assert_eq!(
+            session_id(&headers, &sealer, "_pomerium").as_deref(),
+            Some("sid-1")
+        );
+        assert_eq!(strip(&headers, "_pomerium").as_deref(), Some("a=1; b=2"));
+        let other = Sealer::new(&Secret::from_bytes([5; 32]), Purpose::SessionCookie);
+        assert_eq!(session_id(&headers, &other, "_pomerium"), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! Forwarding an allowed request to its upstream, and the header hygiene around it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use portcullis_runtime::config::Route;
+use portcullis_schemas::messages::Header;
+use tracing::warn;
+
+use crate::{Body, cookie, error};
+
+/// The pooled upstream client.
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// Deadline for an upstream's response headers (Pomerium's default route timeout).
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Identity header prefixes only Portcullis may set.
+const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+pub fn client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// What the proxy knows about the client side of a request.
+pub struct Origin<'a> {
+    pub peer: SocketAddr,
+    pub https: bool,
+    /// The Host the client asked for (with port, as sent).
+    pub host: &'a str,
+    pub cookie_name: &'a str,
+}
+
+/// Forward `req` (path already normalised to `path`) to `route`'s upstream.
+pub async fn forward(
+    client: &UpstreamClient,
+    route: &Route,
+    req: Request<Incoming>,
+    path: &str,
+    origin: &Origin<'_>,
+    granted: &[Header],
+    html: bool,
+) -> Response<Body> {
+    let Some(upstream) = route.to.first() else {
+        return error::bad_gateway(html);
+    };
+    let (parts, body) = req.into_parts();
+    let base = upstream.path().trim_end_matches('/');
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{base}{path}?{q}"),
+        None => format!("{base}{path}"),
+    };
+    let authority = match upstream.port() {
+        Some(p) => format!("{}:{p}", upstream.host_str().unwrap_or_default()),
+        None => upstream.host_str().unwrap_or_default().to_owned(),
+    };
+    let uri = match Uri::builder()
+        .scheme(upstream.scheme())
+        .authority(authority.as_str())
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(error = %e, "cannot build the upstream URI");
+            return error::bad_request("The request target is invalid.", html);
+        }
+    };
+    let mut headers = request_headers(&parts.headers, origin, granted);
+    if let Ok(v) = HeaderValue::from_str(&authority) {
+        headers.insert(header::HOST, v);
+    }
+    let mut upstream_req = Request::new(body.map_err(Into::into).boxed());
+    *upstream_req.method_mut() = parts.method;
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.version_mut() = Version::HTTP_11;
+    *upstream_req.headers_mut() = headers;
+    match tokio::time::timeout(UPSTREAM_TIMEOUT, client.request(upstream_req)).await {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.map_err(Into::into).boxed())
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, route = route.index, "upstream request failed");
+            error::bad_gateway(html)
+        }
+        Err(_) => {
+            warn!(route = route.index, "upstream timed out");
+            error::gateway_timeout(html)
+        }
+    }
+}
+
+/// The headers the upstream receives: the client's, minus hop-by-hop, identity and
+/// forwarding headers and our cookie; plus `X-Forwarded-*` and what authorize granted.
+pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Header]) -> HeaderMap {
+    let mut headers = incoming.clone();
+    strip_hop_by_hop(&mut headers);
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            IDENTITY_PREFIXES.iter().any(|p| k.starts_with(p))
+                || k.starts_with("x-forwarded-")
+                || k == "forwarded"
+        })
+        .cloned()
+        .collect();
+    for k in spoofable {
+        headers.remove(k);
+    }
+    headers.remove(header::COOKIE);
+    if let Some(kept) = cookie::strip(incoming, origin.cookie_name)
+        && let Ok(v) = HeaderValue::from_str(&kept)
+    {
+        headers.insert(header::COOKIE, v);
+    }
+    let forwarded = [
+        ("x-forwarded-for", origin.peer.ip().to_string()),
+        (
+            "x-forwarded-proto",
+            if origin.https { "https" } else { "http" }.to_owned(),
+        ),
+        ("x-forwarded-host", origin.host.to_owned()),
+    ];
+    for (name, value) in forwarded {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    for h in granted {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+/// Remove hop-by-hop headers, including those named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(listed.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_hop_by_hop_headers_never_pass() {
+        let mut incoming = HeaderMap::new();
+        for (k, v) in [
+            ("x-portcullis-jwt-assertion", "forged"),
+            ("X-Pomerium-Jwt-Assertion", "forged"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("connection", "close, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("cookie", "_pomerium=sealed; theme=dark"),
+            ("accept", "text/html"),
+        ] {
+            incoming.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_static(v),
+            );
+        }
+        let origin = Origin {
+            peer: "10.0.0.9:5555".parse().expect("addr"),
+            https: true,
+            host: "app.example.com",
+            cookie_name: "_pomerium",
+        };
+        let granted = [Header::new("x-portcullis-jwt-assertion", "real")];
+        let out = request_headers(&incoming, &origin, &granted);
+        assert_eq!(
+            out.get_all("x-portcullis-jwt-assertion")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["real"]
+        );
+        assert!(out.get("x-pomerium-jwt-assertion").is_none());
+        assert!(out.get("connection").is_none() && out.get("x-secret-hop").is_none());
+        assert_eq!(
+            out.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"10.0.0.9"[..])
+        );
+        assert_eq!(
+            out.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"https"[..])
+        );
+        assert_eq!(
+            out.get("cookie").map(|v| v.as_bytes()),
+            Some(&b"theme=dark"[..])
+        );
+        assert_eq!(
+            out.get("accept").map(|v| v.as_bytes()),
+            Some(&b"text/html"[..])
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! One request through the proxy: normalise, match, ask authorize, forward or refuse.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use portcullis_runtime::config::{Config, Route};
+use portcullis_runtime::crypto::{Purpose, Sealer, Signer};
+use portcullis_runtime::flow::{self, paths};
+use portcullis_runtime::{Bus, BusError, now_unix};
+use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode};
+use tracing::{debug, warn};
+
+use crate::forward::{self, Origin, UpstreamClient};
+use crate::{Body, cookie, error, internal, path};
+
+/// Everything a request needs; shared by all connections.
+pub struct Proxy {
+    pub config: Arc<Config>,
+    pub bus: Bus,
+    pub client: UpstreamClient,
+    pub cookie_sealer: Sealer,
+    pub handle_sealer: Sealer,
+    pub sign_in_signer: Signer,
+    jwks: Bytes,
+    authenticate_host: String,
+}
+
+/// What the proxy has worked out about a request before deciding.
+pub struct RequestFacts<'a> {
+    pub peer: SocketAddr,
+    pub https: bool,
+    /// Host without port, lower case.
+    pub host: &'a str,
+    /// Host as the client sent it (with port).
+    pub host_header: &'a str,
+    pub html: bool,
+}
+
+impl Proxy {
+    pub fn new(config: Arc<Config>, bus: Bus, client: UpstreamClient) -> Proxy {
+        let jwks = Bytes::from(config.signing_key.jwks().to_string());
+        let authenticate_host = config
+            .authenticate_url
+            .host_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Proxy {
+            cookie_sealer: Sealer::new(&config.cookie_secret, Purpose::SessionCookie),
+            handle_sealer: Sealer::new(&config.shared_secret, Purpose::CallbackHandle),
+            sign_in_signer: Signer::new(&config.shared_secret, Purpose::SignInUrl),
+            config,
+            bus,
+            client,
+            jwks,
+            authenticate_host,
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
+        let html = error::wants_html(req.headers());
+        let host_header = match req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            }) {
+            Some(h) if !h.is_empty() => h,
+            _ => return error::bad_request("The request has no Host.", html),
+        };
+        let (host, port) = split_host(&host_header);
+        let raw_path = req.uri().path().to_owned();
+        let path = match path::normalize(&raw_path) {
+            Ok(p) => p.into_owned(),
+            Err(e) => return error::bad_request(&e.to_string(), html),
+        };
+        let facts = RequestFacts {
+            peer,
+            https,
+            host: &host,
+            host_header: &host_header,
+            html,
+        };
+        if path == paths::PING {
+            return error::text(StatusCode::OK, "text/plain", "OK\n".into());
+        }
+        if host == self.authenticate_host {
+            return internal::to_authenticate(self, req, &facts, None, false).await;
+        }
+        if path.starts_with("/.portcullis/") || path == paths::JWKS {
+            return self.internal(req, &facts, &path).await;
+        }
+        let Some(route) = self
+            .config
+            .routes
+            .iter()
+            .find(|r| r.matches(&host, port, &path))
+        else {
+            return error::not_found(html);
+        };
+        self.authorize_and_forward(req, route, &path, &facts).await
+    }
+
+    async fn internal(
+        &self,
+        req: Request<Incoming>,
+        facts: &RequestFacts<'_>,
+        path: &str,
+    ) -> Response<Body> {
+        if !self.config.routes.iter().any(|r| r.from.host == facts.host) {
+            return error::not_found(facts.html);
+        }
+        let session =
+            || cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
+        match (req.method(), path) {
+            (&Method::GET, paths::JWKS) => {
+                let mut r = error::text(
+                    StatusCode::OK,
+                    "application/json",
+                    String::from_utf8_lossy(&self.jwks).into_owned(),
+                );
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("max-age=300"),
+                );
+                r
+            }
+            (&Method::GET, paths::CALLBACK) => internal::callback(self, facts, req.uri().query()),
+            (&Method::GET, paths::USER) => {
+                let sid = session();
+                internal::to_authenticate(self, req, facts, sid, false).await
+            }
+            (&Method::GET, paths::SIGN_OUT) => {
+                internal::to_authenticate(self, req, facts, None, false).await
+            }
+            (&Method::POST, paths::SIGN_OUT) => {
+                let sid = session();
+                internal::to_authenticate(self, req, facts, sid, true).await
+            }
+            _ => error::not_found(facts.html),
+        }
+    }
+
+    async fn authorize_and_forward(
+        &self,
+        req: Request<Incoming>,
+        route: &Route,
+        path: &str,
+        facts: &RequestFacts<'_>,
+    ) -> Response<Body> {
+        let check = CheckRequest {
+            route_id: route.id.clone(),
+            session_id: cookie::session_id(
+                req.headers(),
+                &self.cookie_sealer,
+                &self.config.cookie.name,
+            ),
+            method: req.method().as_str().to_owned(),
+            host: facts.host.to_owned(),
+            path: path.to_owned(),
+            client_ip: facts.peer.ip().to_string(),
+        };
+        let reply: Result<CheckReply, BusError> = self
+            .bus
+            .request(self.bus.contract().authorize_check(), &check)
+            .await;
+        match reply {
+            Ok(CheckReply::Allow { headers, .. }) => {
+                let origin = Origin {
+                    peer: facts.peer,
+                    https: facts.https,
+                    host: facts.host_header,
+                    cookie_name: &self.config.cookie.name,
+                };
+                forward::forward(
+                    &self.client,
+                    route,
+                    req,
+                    path,
+                    &origin,
+                    &headers,
+                    facts.html,
+                )
+                .await
+            }
+            Ok(CheckReply::Deny { status, reasons }) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+                error::error(
+                    status,
+                    "Forbidden",
+                    "You are not allowed to access this page.",
+                    &reasons,
+                    facts.html,
+                )
+            }
+            Ok(CheckReply::Login { reasons }) => {
+                if facts.html && req.method() == Method::GET {
+                    let original = format!(
+                        "{}://{}{}",
+                        if facts.https { "https" } else { "http" },
+                        facts.host_header,
+                        req.uri()
+                            .path_and_query()
+                            .map(|p| p.as_str())
+                            .unwrap_or("/")
+                    );
+                    let url = flow::sign_in_url(
+                        &self.config.authenticate_url,
+                        &self.sign_in_signer,
+                        &original,
+                        now_unix(),
+                    );
+                    error::redirect(url.as_str())
+                } else {
+                    error::error(
+                        StatusCode::UNAUTHORIZED,
+                        "Unauthenticated",
+                        "Sign in to access this page.",
+                        &reasons,
+                        facts.html,
+                    )
+                }
+            }
+            Err(e) => {
+                match &e {
+                    BusError::Remote(r) if r.code == ErrorCode::UnknownRoute => {
+                        warn!(
+                            route = route.index,
+                            "authorize does not know this route (configuration mismatch)"
+                        )
+                    }
+                    _ => warn!(error = %e, route = route.index, "authorize check failed; refusing"),
+                }
+                debug!(host = facts.host, "failing closed");
+                error::unavailable(facts.html)
+            }
+        }
+    }
+}
+
+/// `Host` into lower-case host and optional port.
+fn split_host(host: &str) -> (String, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (format!("[{}]", h.to_ascii_lowercase()), port);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h.to_ascii_lowercase(), p.parse().ok())
+        }
+        _ => (host.to_ascii_lowercase(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn hosts_split_into_name_and_port() {
+        assert_eq!(
+            split_host("App.Example.com:8443"),
+            ("app.example.com".into(), Some(8443))
+        );
+        assert_eq!(
+            split_host("app.example.com"),
+            ("app.example.com".into(), None)
+        );
+        assert_eq!(split_host("[::1]:80"), ("[::1]".into(), Some(80)));
+    }
+}

@@ -1,0 +1,24 @@
+//! The proxy service: the only network edge.
+//!
+//! Owns: TLS, HTTP/1.1 and HTTP/2, route matching, forwarding to upstreams over a pooled
+//! client, the internal `/.portcullis/*` endpoints on route hosts, and carrying requests
+//! for the authenticate host to the authenticate service over NATS. Must never read the
+//! sessions bucket, forward a request authorize did not allow, or trust identity headers
+//! sent by the client.
+
+#![forbid(unsafe_code)]
+
+mod app;
+mod cookie;
+mod error;
+mod forward;
+mod handler;
+mod internal;
+pub mod path;
+mod server;
+
+pub use app::{App, BuildError};
+
+/// The body type of every request and response the proxy handles.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,7 @@
+//! End-to-end tests: each asserts what a person, the upstream or a subscriber sees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod failure;
+mod login;
+mod policy;

@@ -1,0 +1,101 @@
+//! A cookie-jar HTTP client that acts like a browser without following redirects, and the
+//! whole login dance with the test IdP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::cookie::Jar;
+use reqwest::{Client, Response, StatusCode};
+use url::Url;
+
+pub struct Browser {
+    pub client: Client,
+    pub jar: Arc<Jar>,
+}
+
+/// Every hop of a login, for assertions and replays.
+pub struct LoginTrace {
+    pub hops: Vec<(String, u16)>,
+    pub final_response: Response,
+}
+
+impl LoginTrace {
+    /// The first hop whose URL contains `needle`.
+    pub fn hop(&self, needle: &str) -> Option<&str> {
+        self.hops
+            .iter()
+            .find(|(u, _)| u.contains(needle))
+            .map(|(u, _)| u.as_str())
+    }
+}
+
+impl Browser {
+    pub fn new(port: u16, _issuer: &str) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let loopback: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let client = Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("app.localhost", loopback)
+            .resolve("admin.localhost", loopback)
+            .resolve("authenticate.localhost", loopback)
+            .build()
+            .expect("client");
+        Browser { client, jar }
+    }
+
+    /// GET as a browser would (asks for HTML).
+    pub async fn get_html(&self, url: &str) -> reqwest::Result<Response> {
+        self.client
+            .get(url)
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await
+    }
+
+    /// GET as an API client would (asks for JSON).
+    pub async fn get_json(&self, url: &str) -> reqwest::Result<Response> {
+        self.client
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+    }
+
+    /// Start at `url` and follow the whole login as `user` (any password), back to `url`.
+    pub async fn login(&self, url: &str, user: &str) -> LoginTrace {
+        let mut hops = Vec::new();
+        let mut current = Url::parse(url).expect("url");
+        for _ in 0..20 {
+            let response = if current.path().starts_with("/interaction/") {
+                self.client
+                    .post(current.clone())
+                    .form(&[("prompt", "login"), ("login", user), ("password", "x")])
+                    .send()
+                    .await
+            } else {
+                self.get_html(current.as_str()).await
+            }
+            .unwrap_or_else(|e| panic!("login hop {current} failed: {e}"));
+            hops.push((current.to_string(), response.status().as_u16()));
+            if !response.status().is_redirection() {
+                return LoginTrace {
+                    hops,
+                    final_response: response,
+                };
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .expect("redirect without location");
+            current = current.join(location).expect("location parses");
+        }
+        panic!("login did not finish in 20 hops: {hops:?}");
+    }
+}
+
+/// Status helper for assertions.
+pub fn status(r: &Response) -> StatusCode {
+    r.status()
+}

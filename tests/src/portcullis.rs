@@ -1,0 +1,313 @@
+//! The `portcullis` binary under test, and [`TestEnv`]: NATS + IdP + upstream + Portcullis.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{Browser, Idp, NatsServer, TempDir, Upstream, eventually, free_port, workspace_root};
+
+/// A shared secret for tests (32 bytes, base64).
+pub const SHARED_SECRET: &str = "c2hhcmVkLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=";
+pub const COOKIE_SECRET: &str = "Y29va2llLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=";
+/// The cookie name the tests configure (not `_session`, which the IdP uses on the same host).
+pub const COOKIE_NAME: &str = "_portcullis_test";
+
+/// The binary: `PORTCULLIS_BIN`, else `target/debug/portcullis` (built by `just test`).
+pub fn binary() -> PathBuf {
+    std::env::var_os("PORTCULLIS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/portcullis"))
+}
+
+/// One running `portcullis <subcommand>` process, killed on drop.
+pub struct Portcullis {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Portcullis {
+    pub fn spawn(subcommand: &str, config: &std::path::Path, log: PathBuf) -> Portcullis {
+        let bin = binary();
+        assert!(
+            bin.is_file(),
+            "{} is missing: run `cargo build -p portcullis` (just test does)",
+            bin.display()
+        );
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(bin)
+            .arg(subcommand)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn portcullis");
+        Portcullis { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Portcullis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How to run Portcullis in a [`TestEnv`].
+#[derive(Clone)]
+pub struct Options {
+    /// Four processes instead of `all`.
+    pub split: bool,
+    pub request_timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            split: false,
+            request_timeout: "2s",
+        }
+    }
+}
+
+/// A complete, isolated installation for one test.
+pub struct TestEnv {
+    pub nats: NatsServer,
+    pub idp: Idp,
+    pub upstream: Upstream,
+    pub port: u16,
+    pub config_path: PathBuf,
+    pub options: Options,
+    pub processes: Vec<(String, Portcullis)>,
+    pub dir: TempDir,
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        TestEnv::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> TestEnv {
+        let dir = TempDir::new("env");
+        let port = free_port();
+        let auth = format!("http://authenticate.localhost:{port}");
+        let (redirect, post_logout) = (
+            format!("{auth}/oauth2/callback"),
+            format!("{auth}/.portcullis/signed_out"),
+        );
+        let (nats, idp, upstream) = tokio::join!(
+            NatsServer::start(),
+            Idp::start(&redirect, &post_logout),
+            Upstream::start()
+        );
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(
+            &config_path,
+            config_yaml(
+                port,
+                &nats.url,
+                &idp.issuer,
+                &upstream.url(),
+                options.request_timeout,
+            ),
+        )
+        .expect("write config");
+        let mut env = TestEnv {
+            nats,
+            idp,
+            upstream,
+            port,
+            config_path,
+            options,
+            processes: Vec::new(),
+            dir,
+        };
+        env.start_portcullis().await;
+        env
+    }
+
+    /// Start Portcullis (all-in-one or split) and wait until a login can go through.
+    pub async fn start_portcullis(&mut self) {
+        let subcommands: &[&str] = if self.options.split {
+            &["cache", "authorize", "authenticate", "proxy"]
+        } else {
+            &["all"]
+        };
+        for (i, sub) in subcommands.iter().enumerate() {
+            let log = self
+                .dir
+                .path()
+                .join(format!("portcullis-{sub}-{}-{i}.log", self.processes.len()));
+            self.processes.push((
+                sub.to_string(),
+                Portcullis::spawn(sub, &self.config_path, log),
+            ));
+        }
+        self.wait_ready().await;
+    }
+
+    /// Kill every Portcullis process.
+    pub fn stop_portcullis(&mut self) {
+        self.processes.clear();
+    }
+
+    /// Kill the process running `subcommand`.
+    pub fn kill(&mut self, subcommand: &str) {
+        for (sub, p) in &mut self.processes {
+            if sub == subcommand {
+                p.kill();
+            }
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|(s, p)| format!("--- {s} ---\n{}", p.log_text()))
+            .collect()
+    }
+
+    async fn wait_ready(&self) {
+        let browser = self.browser();
+        let nats = self.nats.client().await;
+        let probe = serde_json::json!({"session_id": "readiness-probe"}).to_string();
+        eventually("cache service answering", Duration::from_secs(20), || {
+            let nats = nats.clone();
+            let probe = probe.clone();
+            async move {
+                nats.request("portcullis.cache.session.get", probe.into())
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        eventually(
+            "proxy, authorize and authenticate (with IdP discovery) ready",
+            Duration::from_secs(20),
+            || async {
+                let r = browser.get_html(&self.app_url("/")).await.ok()?;
+                if r.status() != 302 {
+                    return None;
+                }
+                let sign_in = r.headers().get("location")?.to_str().ok()?.to_owned();
+                let r = browser.get_html(&sign_in).await.ok()?;
+                (r.status() == 302
+                    && r.headers()
+                        .get("location")?
+                        .to_str()
+                        .ok()?
+                        .starts_with(&self.idp.issuer))
+                .then_some(())
+            },
+        )
+        .await;
+    }
+
+    pub fn app_url(&self, path: &str) -> String {
+        format!("http://app.localhost:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://admin.localhost:{}{path}", self.port)
+    }
+
+    pub fn auth_url(&self, path: &str) -> String {
+        format!("http://authenticate.localhost:{}{path}", self.port)
+    }
+
+    /// A new browser (empty cookie jar).
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.port, &self.idp.issuer)
+    }
+
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.nats.client().await)
+    }
+
+    /// Keys in the sessions bucket.
+    pub async fn session_ids(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let js = self.jetstream().await;
+        let Ok(kv) = js.get_key_value("portcullis_sessions").await else {
+            return Vec::new();
+        };
+        match kv.keys().await {
+            Ok(keys) => keys.try_collect().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Every event on the events stream, as JSON.
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        use futures::StreamExt;
+        let js = self.jetstream().await;
+        let Ok(stream) = js.get_stream("PORTCULLIS_EVENTS").await else {
+            return Vec::new();
+        };
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+            .await
+            .expect("ordered consumer");
+        let mut out = Vec::new();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_millis(300))
+            .messages()
+            .await
+            .expect("fetch");
+        while let Some(Ok(m)) = batch.next().await {
+            out.push(serde_json::from_slice(&m.payload).expect("event is JSON"));
+        }
+        out
+    }
+}
+
+fn config_yaml(
+    port: u16,
+    nats: &str,
+    issuer: &str,
+    upstream: &str,
+    request_timeout: &str,
+) -> String {
+    format!(
+        r#"# Written by the e2e harness: Pomerium keys plus `nats`.
+address: 127.0.0.1:{port}
+insecure_server: true
+authenticate_service_url: http://authenticate.localhost:{port}
+idp_provider: oidc
+idp_provider_url: {issuer}
+idp_client_id: portcullis
+idp_client_secret: portcullis-secret
+idp_scopes: openid,profile,email,groups
+shared_secret: {SHARED_SECRET}
+cookie_secret: {COOKIE_SECRET}
+cookie_name: {COOKIE_NAME}
+cookie_expire: 1h
+nats:
+  url: {nats}
+  request_timeout: {request_timeout}
+routes:
+  - from: http://app.localhost
+    to: {upstream}
+    allowed_domains:
+      - example.com
+  - from: http://admin.localhost
+    to: {upstream}
+    policy:
+      - allow:
+          and:
+            - claim/groups: admins
+"#
+    )
+}
