@@ -31,7 +31,14 @@ demo: deps build
 
 # Run the whole test suite (unit, contract and end-to-end against real NATS, IdP and upstreams).
 test: deps build
-    cargo test --locked --workspace
+    #!/usr/bin/env bash
+    set -uo pipefail
+    log="$(mktemp)"
+    cargo test --locked --workspace 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+    rm -f "$log"
+    exit "$status"
 
 # Formatting and lints, as CI checks them.
 lint:

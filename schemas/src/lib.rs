@@ -19,44 +19,20 @@ pub use names::{Contract, DEFAULT_PREFIX, ServiceName, is_valid_prefix};
 pub fn all_schemas() -> Vec<(&'static str, schemars::Schema)> {
     use schemars::schema_for;
     vec![
-        (
-            "authorize.check.request",
-            schema_for!(messages::CheckRequest),
-        ),
+        ("authorize.check.request", schema_for!(messages::CheckRequest)),
         ("authorize.check.reply", schema_for!(messages::CheckReply)),
-        (
-            "authenticate.http.request",
-            schema_for!(messages::HttpRequest),
-        ),
+        ("authenticate.http.request", schema_for!(messages::HttpRequest)),
         ("authenticate.http.reply", schema_for!(messages::HttpReply)),
-        (
-            "cache.session.create.request",
-            schema_for!(messages::CreateSessionRequest),
-        ),
-        (
-            "cache.session.create.reply",
-            schema_for!(messages::CreateSessionReply),
-        ),
-        (
-            "cache.session.get.request",
-            schema_for!(messages::GetSessionRequest),
-        ),
-        (
-            "cache.session.revoke.request",
-            schema_for!(messages::RevokeSessionRequest),
-        ),
+        ("cache.session.create.request", schema_for!(messages::CreateSessionRequest)),
+        ("cache.session.create.reply", schema_for!(messages::CreateSessionReply)),
+        ("cache.session.get.request", schema_for!(messages::GetSessionRequest)),
+        ("cache.session.revoke.request", schema_for!(messages::RevokeSessionRequest)),
         ("cache.session.reply", schema_for!(messages::SessionReply)),
         ("error.reply", schema_for!(messages::ErrorReply)),
         ("kv.session", schema_for!(messages::Session)),
         ("kv.user", schema_for!(messages::User)),
         ("kv.login_state", schema_for!(messages::LoginState)),
-        (
-            "event.session.created.v1",
-            schema_for!(events::SessionCreated),
-        ),
-        (
-            "event.session.revoked.v1",
-            schema_for!(events::SessionRevoked),
-        ),
+        ("event.session.created.v1", schema_for!(events::SessionCreated)),
+        ("event.session.revoked.v1", schema_for!(events::SessionRevoked)),
     ]
 }

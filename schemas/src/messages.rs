@@ -46,10 +46,7 @@ pub struct Header {
 
 impl Header {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Header {
-            name: name.into(),
-            value: value.into(),
-        }
+        Header { name: name.into(), value: value.into() }
     }
 }
 
@@ -74,10 +71,7 @@ pub struct CheckRequest {
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum CheckReply {
     /// Forward the request, adding these headers (after removing client-sent ones).
-    Allow {
-        headers: Vec<Header>,
-        reasons: Vec<String>,
-    },
+    Allow { headers: Vec<Header>, reasons: Vec<String> },
     /// Refuse with `status` (403 for a policy deny).
     Deny { status: u16, reasons: Vec<String> },
     /// The user must sign in first.

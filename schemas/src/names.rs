@@ -10,9 +10,7 @@ pub const QUEUE_GROUP: &str = "portcullis";
 pub fn is_valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.len() <= 32
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The four services, as named in NATS service discovery (`nats micro ls`).
@@ -48,9 +46,7 @@ impl Default for Contract {
 impl Contract {
     /// `prefix` must satisfy [`is_valid_prefix`]; configuration validation checks it.
     pub fn new(prefix: &str) -> Self {
-        Contract {
-            prefix: prefix.to_owned(),
-        }
+        Contract { prefix: prefix.to_owned() }
     }
 
     pub fn prefix(&self) -> &str {
@@ -73,50 +69,30 @@ impl Contract {
 
     /// `authorize.check`: [`crate::messages::CheckRequest`] → [`crate::messages::CheckReply`].
     pub fn authorize_check(&self) -> String {
-        format!(
-            "{}.{}",
-            self.service_group(ServiceName::Authorize),
-            endpoint::CHECK
-        )
+        format!("{}.{}", self.service_group(ServiceName::Authorize), endpoint::CHECK)
     }
 
     /// `authenticate.http`: [`crate::messages::HttpRequest`] → [`crate::messages::HttpReply`].
     pub fn authenticate_http(&self) -> String {
-        format!(
-            "{}.{}",
-            self.service_group(ServiceName::Authenticate),
-            endpoint::HTTP
-        )
+        format!("{}.{}", self.service_group(ServiceName::Authenticate), endpoint::HTTP)
     }
 
     /// `cache.session.create`: [`crate::messages::CreateSessionRequest`] →
     /// [`crate::messages::CreateSessionReply`].
     pub fn cache_session_create(&self) -> String {
-        format!(
-            "{}.{}",
-            self.service_group(ServiceName::Cache),
-            endpoint::SESSION_CREATE
-        )
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_CREATE)
     }
 
     /// `cache.session.get`: [`crate::messages::GetSessionRequest`] →
     /// [`crate::messages::SessionReply`].
     pub fn cache_session_get(&self) -> String {
-        format!(
-            "{}.{}",
-            self.service_group(ServiceName::Cache),
-            endpoint::SESSION_GET
-        )
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_GET)
     }
 
     /// `cache.session.revoke`: [`crate::messages::RevokeSessionRequest`] →
     /// [`crate::messages::SessionReply`].
     pub fn cache_session_revoke(&self) -> String {
-        format!(
-            "{}.{}",
-            self.service_group(ServiceName::Cache),
-            endpoint::SESSION_REVOKE
-        )
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_REVOKE)
     }
 
     /// KV bucket of sessions, key = session id, value = [`crate::messages::Session`].
@@ -137,10 +113,7 @@ impl Contract {
 
     /// The JetStream stream holding every event, on subjects [`Contract::events_wildcard`].
     pub fn events_stream(&self) -> String {
-        format!(
-            "{}_EVENTS",
-            self.prefix.to_ascii_uppercase().replace('-', "_")
-        )
+        format!("{}_EVENTS", self.prefix.to_ascii_uppercase().replace('-', "_"))
     }
 
     /// Subjects captured by the events stream (`portcullis.events.>`).
@@ -181,10 +154,7 @@ mod tests {
         assert_eq!(c.sessions_bucket(), "portcullis_sessions");
         assert_eq!(c.events_stream(), "PORTCULLIS_EVENTS");
         assert_eq!(c.events_wildcard(), "portcullis.events.>");
-        assert_eq!(
-            c.event_subject("session.revoked"),
-            "portcullis.events.session.revoked"
-        );
+        assert_eq!(c.event_subject("session.revoked"), "portcullis.events.session.revoked");
     }
 
     #[test]

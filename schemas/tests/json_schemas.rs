@@ -22,8 +22,5 @@ fn json_schema_files_are_current() {
             _ => stale.push(path.display().to_string()),
         }
     }
-    assert!(
-        stale.is_empty(),
-        "stale JSON Schema files (run `just schemas`): {stale:?}"
-    );
+    assert!(stale.is_empty(), "stale JSON Schema files (run `just schemas`): {stale:?}");
 }

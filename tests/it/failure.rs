@@ -9,43 +9,24 @@ use portcullis_e2e::{TestEnv, eventually};
 
 #[tokio::test]
 async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie() {
-    let env_options = Options {
-        split: true,
-        request_timeout: "500ms",
-    };
+    let env_options = Options { split: true, request_timeout: "500ms", ..Options::default() };
     let mut env = TestEnv::start_with(env_options).await;
     let browser = env.browser();
-    assert_eq!(
-        browser
-            .login(&env.app_url("/"), "alice")
-            .await
-            .final_response
-            .status(),
-        200
-    );
+    assert_eq!(browser.login(&env.app_url("/"), "alice").await.final_response.status(), 200);
     let hits = env.upstream.requests().len();
 
     // A stalled authorize (subscribed, never answers): 503 after the configured timeout.
     let nats = env.nats.client().await;
-    let mut stalled = nats
-        .queue_subscribe("portcullis.authorize.check", "portcullis".into())
-        .await
-        .unwrap();
+    let mut stalled = nats.queue_subscribe("portcullis.authorize.check", "portcullis".into()).await.unwrap();
     let drain = tokio::spawn(async move { while stalled.next().await.is_some() {} });
     env.kill("authorize");
     let started = Instant::now();
     let r = browser.get_html(&env.app_url("/stalled")).await.unwrap();
     let took = started.elapsed();
     assert_eq!(r.status(), 503);
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(2), "took {took:?}");
     assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_secs(2),
-        "took {took:?}"
-    );
-    assert!(
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .all(|c| !c.to_str().unwrap().starts_with(COOKIE_NAME)),
+        r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with(COOKIE_NAME)),
         "cookie kept"
     );
     drain.abort();
@@ -56,17 +37,8 @@ async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie(
         (r.status() == 503).then_some(r)
     })
     .await;
-    assert!(
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .all(|c| !c.to_str().unwrap().starts_with(COOKIE_NAME))
-    );
-    assert_eq!(
-        env.upstream.requests().len(),
-        hits,
-        "the upstream was never hit"
-    );
+    assert!(r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with(COOKIE_NAME)));
+    assert_eq!(env.upstream.requests().len(), hits, "the upstream was never hit");
 
     // Authorize comes back: the same cookie works again.
     env.stop_portcullis();
@@ -79,20 +51,10 @@ async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie(
 async fn a_session_survives_a_restart_of_portcullis() {
     let mut env = TestEnv::start().await;
     let browser = env.browser();
-    assert_eq!(
-        browser
-            .login(&env.app_url("/"), "bob")
-            .await
-            .final_response
-            .status(),
-        200
-    );
+    assert_eq!(browser.login(&env.app_url("/"), "bob").await.final_response.status(), 200);
     env.stop_portcullis();
     env.start_portcullis().await;
-    let r = browser
-        .get_html(&env.app_url("/after-restart"))
-        .await
-        .unwrap();
+    let r = browser.get_html(&env.app_url("/after-restart")).await.unwrap();
     assert_eq!(r.status(), 200, "{}", env.logs());
     assert_eq!(r.text().await.unwrap(), UPSTREAM_BODY);
     let seen = env.upstream.last().unwrap();
@@ -102,11 +64,7 @@ async fn a_session_survives_a_restart_of_portcullis() {
 
 #[tokio::test]
 async fn login_works_with_four_separate_processes() {
-    let env = TestEnv::start_with(Options {
-        split: true,
-        ..Options::default()
-    })
-    .await;
+    let env = TestEnv::start_with(Options { split: true, ..Options::default() }).await;
     assert_eq!(env.processes.len(), 4);
     let browser = env.browser();
     let trace = browser.login(&env.app_url("/split"), "alice").await;

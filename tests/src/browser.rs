@@ -15,25 +15,34 @@ pub struct Browser {
 
 /// Every hop of a login, for assertions and replays.
 pub struct LoginTrace {
-    pub hops: Vec<(String, u16)>,
+    pub hops: Vec<Hop>,
     pub final_response: Response,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub url: String,
+    pub status: u16,
+    pub set_cookies: Vec<String>,
 }
 
 impl LoginTrace {
     /// The first hop whose URL contains `needle`.
-    pub fn hop(&self, needle: &str) -> Option<&str> {
-        self.hops
-            .iter()
-            .find(|(u, _)| u.contains(needle))
-            .map(|(u, _)| u.as_str())
+    pub fn hop(&self, needle: &str) -> Option<&Hop> {
+        self.hops.iter().find(|h| h.url.contains(needle))
     }
 }
 
 impl Browser {
-    pub fn new(port: u16, _issuer: &str) -> Browser {
+    /// A browser resolving the test hosts to the proxy on `port`, trusting `root_pem` if given.
+    pub fn new(port: u16, root_pem: Option<&[u8]>) -> Browser {
         let jar = Arc::new(Jar::default());
         let loopback: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let client = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(pem) = root_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("certificate"));
+        }
+        let client = builder
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .resolve("app.localhost", loopback)
@@ -46,20 +55,12 @@ impl Browser {
 
     /// GET as a browser would (asks for HTML).
     pub async fn get_html(&self, url: &str) -> reqwest::Result<Response> {
-        self.client
-            .get(url)
-            .header("accept", "text/html,application/xhtml+xml")
-            .send()
-            .await
+        self.client.get(url).header("accept", "text/html,application/xhtml+xml").send().await
     }
 
     /// GET as an API client would (asks for JSON).
     pub async fn get_json(&self, url: &str) -> reqwest::Result<Response> {
-        self.client
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
+        self.client.get(url).header("accept", "application/json").send().await
     }
 
     /// Start at `url` and follow the whole login as `user` (any password), back to `url`.
@@ -77,12 +78,18 @@ impl Browser {
                 self.get_html(current.as_str()).await
             }
             .unwrap_or_else(|e| panic!("login hop {current} failed: {e}"));
-            hops.push((current.to_string(), response.status().as_u16()));
+            hops.push(Hop {
+                url: current.to_string(),
+                status: response.status().as_u16(),
+                set_cookies: response
+                    .headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .collect(),
+            });
             if !response.status().is_redirection() {
-                return LoginTrace {
-                    hops,
-                    final_response: response,
-                };
+                return LoginTrace { hops, final_response: response };
             }
             let location = response
                 .headers()

@@ -18,10 +18,7 @@ fn binary() -> PathBuf {
         return p.into();
     }
     let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig;print(sysconfig.get_path('scripts'))",
-        ])
+        .args(["-c", "import sysconfig;print(sysconfig.get_path('scripts'))"])
         .output()
         .ok()
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("nats-server"));
@@ -53,17 +50,11 @@ impl NatsServer {
             }
         })
         .await;
-        NatsServer {
-            url,
-            child,
-            _dir: dir,
-        }
+        NatsServer { url, child, _dir: dir }
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(&self.url)
-            .await
-            .expect("connect to test nats")
+        async_nats::connect(&self.url).await.expect("connect to test nats")
     }
 }
 

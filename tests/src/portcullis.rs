@@ -69,14 +69,14 @@ pub struct Options {
     /// Four processes instead of `all`.
     pub split: bool,
     pub request_timeout: &'static str,
+    /// Serve HTTPS with a fresh self-signed certificate, from a config written the way a
+    /// Pomerium user would write it (Pomerium's keys only, Pomerium's defaults).
+    pub tls: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            split: false,
-            request_timeout: "2s",
-        }
+        Options { split: false, request_timeout: "2s", tls: false }
     }
 }
 
@@ -88,6 +88,8 @@ pub struct TestEnv {
     pub port: u16,
     pub config_path: PathBuf,
     pub options: Options,
+    /// PEM of the self-signed certificate when `options.tls`.
+    pub certificate: Option<Vec<u8>>,
     pub processes: Vec<(String, Portcullis)>,
     pub dir: TempDir,
 }
@@ -100,28 +102,20 @@ impl TestEnv {
     pub async fn start_with(options: Options) -> TestEnv {
         let dir = TempDir::new("env");
         let port = free_port();
-        let auth = format!("http://authenticate.localhost:{port}");
-        let (redirect, post_logout) = (
-            format!("{auth}/oauth2/callback"),
-            format!("{auth}/.portcullis/signed_out"),
-        );
-        let (nats, idp, upstream) = tokio::join!(
-            NatsServer::start(),
-            Idp::start(&redirect, &post_logout),
-            Upstream::start()
-        );
+        let scheme = if options.tls { "https" } else { "http" };
+        let auth = format!("{scheme}://authenticate.localhost:{port}");
+        let (redirect, post_logout) =
+            (format!("{auth}/oauth2/callback"), format!("{auth}/.portcullis/signed_out"));
+        let (nats, idp, upstream) =
+            tokio::join!(NatsServer::start(), Idp::start(&redirect, &post_logout), Upstream::start());
         let config_path = dir.path().join("config.yaml");
-        std::fs::write(
-            &config_path,
-            config_yaml(
-                port,
-                &nats.url,
-                &idp.issuer,
-                &upstream.url(),
-                options.request_timeout,
-            ),
-        )
-        .expect("write config");
+        let (yaml, certificate) = if options.tls {
+            let pem = self_signed_certificate(dir.path());
+            (pomerium_style_yaml(port, &nats.url, &idp.issuer, &upstream.url(), dir.path()), Some(pem))
+        } else {
+            (config_yaml(port, &nats.url, &idp.issuer, &upstream.url(), options.request_timeout), None)
+        };
+        std::fs::write(&config_path, yaml).expect("write config");
         let mut env = TestEnv {
             nats,
             idp,
@@ -129,6 +123,7 @@ impl TestEnv {
             port,
             config_path,
             options,
+            certificate,
             processes: Vec::new(),
             dir,
         };
@@ -138,20 +133,11 @@ impl TestEnv {
 
     /// Start Portcullis (all-in-one or split) and wait until a login can go through.
     pub async fn start_portcullis(&mut self) {
-        let subcommands: &[&str] = if self.options.split {
-            &["cache", "authorize", "authenticate", "proxy"]
-        } else {
-            &["all"]
-        };
+        let subcommands: &[&str] =
+            if self.options.split { &["cache", "authorize", "authenticate", "proxy"] } else { &["all"] };
         for (i, sub) in subcommands.iter().enumerate() {
-            let log = self
-                .dir
-                .path()
-                .join(format!("portcullis-{sub}-{}-{i}.log", self.processes.len()));
-            self.processes.push((
-                sub.to_string(),
-                Portcullis::spawn(sub, &self.config_path, log),
-            ));
+            let log = self.dir.path().join(format!("portcullis-{sub}-{}-{i}.log", self.processes.len()));
+            self.processes.push((sub.to_string(), Portcullis::spawn(sub, &self.config_path, log)));
         }
         self.wait_ready().await;
     }
@@ -171,10 +157,7 @@ impl TestEnv {
     }
 
     pub fn logs(&self) -> String {
-        self.processes
-            .iter()
-            .map(|(s, p)| format!("--- {s} ---\n{}", p.log_text()))
-            .collect()
+        self.processes.iter().map(|(s, p)| format!("--- {s} ---\n{}", p.log_text())).collect()
     }
 
     async fn wait_ready(&self) {
@@ -184,11 +167,7 @@ impl TestEnv {
         eventually("cache service answering", Duration::from_secs(20), || {
             let nats = nats.clone();
             let probe = probe.clone();
-            async move {
-                nats.request("portcullis.cache.session.get", probe.into())
-                    .await
-                    .ok()
-            }
+            async move { nats.request("portcullis.cache.session.get", probe.into()).await.ok() }
         })
         .await;
         eventually(
@@ -202,32 +181,32 @@ impl TestEnv {
                 let sign_in = r.headers().get("location")?.to_str().ok()?.to_owned();
                 let r = browser.get_html(&sign_in).await.ok()?;
                 (r.status() == 302
-                    && r.headers()
-                        .get("location")?
-                        .to_str()
-                        .ok()?
-                        .starts_with(&self.idp.issuer))
+                    && r.headers().get("location")?.to_str().ok()?.starts_with(&self.idp.issuer))
                 .then_some(())
             },
         )
         .await;
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.options.tls { "https" } else { "http" }
+    }
+
     pub fn app_url(&self, path: &str) -> String {
-        format!("http://app.localhost:{}{path}", self.port)
+        format!("{}://app.localhost:{}{path}", self.scheme(), self.port)
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://admin.localhost:{}{path}", self.port)
+        format!("{}://admin.localhost:{}{path}", self.scheme(), self.port)
     }
 
     pub fn auth_url(&self, path: &str) -> String {
-        format!("http://authenticate.localhost:{}{path}", self.port)
+        format!("{}://authenticate.localhost:{}{path}", self.scheme(), self.port)
     }
 
-    /// A new browser (empty cookie jar).
+    /// A new browser (empty cookie jar), trusting the test certificate.
     pub fn browser(&self) -> Browser {
-        Browser::new(self.port, &self.idp.issuer)
+        Browser::new(self.port, self.certificate.as_deref())
     }
 
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
@@ -273,13 +252,7 @@ impl TestEnv {
     }
 }
 
-fn config_yaml(
-    port: u16,
-    nats: &str,
-    issuer: &str,
-    upstream: &str,
-    request_timeout: &str,
-) -> String {
+fn config_yaml(port: u16, nats: &str, issuer: &str, upstream: &str, request_timeout: &str) -> String {
     format!(
         r#"# Written by the e2e harness: Pomerium keys plus `nats`.
 address: 127.0.0.1:{port}
@@ -309,5 +282,73 @@ routes:
           and:
             - claim/groups: admins
 "#
+    )
+}
+
+/// A self-signed P-256 certificate for the test hosts (`openssl`), returned as PEM; the
+/// files are `cert.pem` and `key.pem` in `dir`.
+fn self_signed_certificate(dir: &std::path::Path) -> Vec<u8> {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=portcullis test"])
+        .args(["-addext", "subjectAltName=DNS:app.localhost,DNS:admin.localhost,DNS:authenticate.localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+    std::fs::read(dir.join("cert.pem")).expect("read cert")
+}
+
+/// A configuration as a Pomerium user writes it: Pomerium keys and defaults only, plus the
+/// `nats` section Portcullis needs.
+fn pomerium_style_yaml(port: u16, nats: &str, issuer: &str, upstream: &str, dir: &std::path::Path) -> String {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    format!(
+        r#"# A Pomerium config.yaml, unchanged but for `nats`.
+address: 127.0.0.1:{port}
+certificate_file: {cert}
+certificate_key_file: {key}
+authenticate_service_url: https://authenticate.localhost:{port}
+idp_provider: oidc
+idp_provider_url: {issuer}
+idp_client_id: portcullis
+idp_client_secret: portcullis-secret
+shared_secret: {SHARED_SECRET}
+cookie_secret: {COOKIE_SECRET}
+pass_identity_headers: true
+routes:
+  - from: https://app.localhost
+    to: {upstream}
+    allowed_users:
+      - alice@example.com
+  - from: https://admin.localhost
+    to: {upstream}
+    policy:
+      - allow:
+          or:
+            - email:
+                is: alice@example.com
+nats:
+  url: {nats}
+"#,
+        cert = cert.display(),
+        key = key.display(),
     )
 }

@@ -20,18 +20,11 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 }
 
@@ -46,9 +39,7 @@ pub const UPSTREAM_BODY: &str = "hello from upstream";
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
@@ -73,10 +64,7 @@ impl Upstream {
                                     .headers()
                                     .iter()
                                     .map(|(k, v)| {
-                                        (
-                                            k.to_string(),
-                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                        )
+                                        (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())
                                     })
                                     .collect(),
                             });
@@ -91,11 +79,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream {
-            addr,
-            requests,
-            task,
-        }
+        Upstream { addr, requests, task }
     }
 
     pub fn url(&self) -> String {

@@ -26,10 +26,7 @@ pub enum Criterion {
     /// The user id (the IdP's `sub`).
     User(StringMatcher),
     /// A claim from the ID token or userinfo, at a `/`- or `.`-separated path.
-    Claim {
-        path: Vec<String>,
-        matcher: ListMatcher,
-    },
+    Claim { path: Vec<String>, matcher: ListMatcher },
 }
 
 /// A matcher over a list of strings (claims are lists; a scalar claim is a one-item list).
@@ -70,27 +67,17 @@ impl Criterion {
         };
         let (ok, yes, no) = match self {
             Criterion::Accept | Criterion::Reject => unreachable_constant(),
-            Criterion::AuthenticatedUser => (
-                !user.user_id.is_empty(),
-                Reason::UserOk,
-                Reason::UserUnauthorized,
-            ),
-            Criterion::User(m) => (
-                m.matches(user.user_id),
-                Reason::UserOk,
-                Reason::UserUnauthorized,
-            ),
+            Criterion::AuthenticatedUser => {
+                (!user.user_id.is_empty(), Reason::UserOk, Reason::UserUnauthorized)
+            }
+            Criterion::User(m) => (m.matches(user.user_id), Reason::UserOk, Reason::UserUnauthorized),
             Criterion::Email(m) => (
-                user.email
-                    .map(canonical_email)
-                    .is_some_and(|e| m.matches(&e)),
+                user.email.map(canonical_email).is_some_and(|e| m.matches(&e)),
                 Reason::EmailOk,
                 Reason::EmailUnauthorized,
             ),
             Criterion::Domain(m) => (
-                user.email
-                    .and_then(email_domain)
-                    .is_some_and(|d| m.matches(&d)),
+                user.email.and_then(email_domain).is_some_and(|d| m.matches(&d)),
                 Reason::DomainOk,
                 Reason::DomainUnauthorized,
             ),
@@ -137,37 +124,26 @@ fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
         )));
     }
     let bad = |why: String| PolicyError::new(format!("{name}: {why}"));
-    let operand = |v: &Value, op: &str| {
-        scalar(v).ok_or_else(|| bad(format!("`{op}` needs a string, got {}", kind(v))))
-    };
+    let operand =
+        |v: &Value, op: &str| scalar(v).ok_or_else(|| bad(format!("`{op}` needs a string, got {}", kind(v))));
     let matcher = match value {
         Value::Object(map) if map.len() == 1 => {
-            let (op, v) = map
-                .iter()
-                .next()
-                .ok_or_else(|| bad("empty matcher".into()))?;
+            let (op, v) = map.iter().next().ok_or_else(|| bad("empty matcher".into()))?;
             match op.as_str() {
                 "has" => ListMatcher::Has(operand(v, op)?),
                 "is" => ListMatcher::Is(operand(v, op)?),
                 "exclude" => ListMatcher::Exclude(operand(v, op)?),
                 other => {
-                    return Err(bad(format!(
-                        "unknown list matcher `{other}` (expected has, is, exclude)"
-                    )));
+                    return Err(bad(format!("unknown list matcher `{other}` (expected has, is, exclude)")));
                 }
             }
         }
         Value::Object(_) => {
-            return Err(bad(
-                "a claim matcher takes exactly one of has, is, exclude".into()
-            ));
+            return Err(bad("a claim matcher takes exactly one of has, is, exclude".into()));
         }
         v => ListMatcher::Has(operand(v, "has")?),
     };
-    Ok(Criterion::Claim {
-        path: segments,
-        matcher,
-    })
+    Ok(Criterion::Claim { path: segments, matcher })
 }
 
 fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {

@@ -211,21 +211,13 @@ impl Policy {
         }
         let any = allow.reasons.union(deny.reasons);
         if any.contains(Reason::UserUnauthenticated) {
-            Decision::Login {
-                reasons: Reasons::of(Reason::UserUnauthenticated),
-            }
+            Decision::Login { reasons: Reasons::of(Reason::UserUnauthenticated) }
         } else if deny.value {
-            Decision::Deny {
-                reasons: deny.reasons,
-            }
+            Decision::Deny { reasons: deny.reasons }
         } else if allow.value {
-            Decision::Allow {
-                reasons: allow.reasons,
-            }
+            Decision::Allow { reasons: allow.reasons }
         } else {
-            Decision::Deny {
-                reasons: allow.reasons,
-            }
+            Decision::Deny { reasons: allow.reasons }
         }
     }
 }
@@ -235,10 +227,7 @@ fn eval(expr: &Expr, input: &Input<'_>) -> Outcome {
     match expr {
         Expr::Criterion(c) => {
             let (value, reason) = c.evaluate(input);
-            Outcome {
-                value,
-                reasons: Reasons::of(reason),
-            }
+            Outcome { value, reasons: Reasons::of(reason) }
         }
         Expr::And(children) => merge_and(children.iter().map(|e| eval(e, input))),
         Expr::Or(children) => {
@@ -255,10 +244,7 @@ fn eval(expr: &Expr, input: &Input<'_>) -> Outcome {
 
 /// Inversion flips the value and keeps the reasons, as Pomerium does.
 fn invert(o: Outcome) -> Outcome {
-    Outcome {
-        value: !o.value,
-        reasons: o.reasons,
-    }
+    Outcome { value: !o.value, reasons: o.reasons }
 }
 
 /// True when all are true (true when empty); reasons of the children that decided it.
@@ -273,10 +259,7 @@ fn merge_and(outcomes: impl Iterator<Item = Outcome>) -> Outcome {
             f = f.union(o.reasons);
         }
     }
-    Outcome {
-        value,
-        reasons: if value { t } else { f },
-    }
+    Outcome { value, reasons: if value { t } else { f } }
 }
 
 /// True when any is true (false when empty); reasons of the children that decided it.
@@ -291,10 +274,7 @@ fn merge_or(outcomes: &[Outcome]) -> Outcome {
             f = f.union(o.reasons);
         }
     }
-    Outcome {
-        value,
-        reasons: if value { t } else { f },
-    }
+    Outcome { value, reasons: if value { t } else { f } }
 }
 
 #[cfg(test)]

@@ -65,10 +65,7 @@ impl StringMatcher {
                 ops
             }
             other => {
-                return Err(bad(format!(
-                    "expected a string or a matcher, got {}",
-                    kind(other)
-                )));
+                return Err(bad(format!("expected a string or a matcher, got {}", kind(other))));
             }
         };
         Ok(StringMatcher { ops })

@@ -14,9 +14,7 @@ pub struct PolicyError {
 
 impl PolicyError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        PolicyError {
-            message: message.into(),
-        }
+        PolicyError { message: message.into() }
     }
 }
 
@@ -25,8 +23,7 @@ pub(crate) fn policy(value: &Value) -> Result<Policy, PolicyError> {
     match value {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                rule_block(item, &mut rules)
-                    .map_err(|e| PolicyError::new(format!("[{i}]: {e}")))?;
+                rule_block(item, &mut rules).map_err(|e| PolicyError::new(format!("[{i}]: {e}")))?;
             }
         }
         other => rule_block(other, &mut rules)?,
@@ -50,9 +47,7 @@ fn rule_block(value: &Value, rules: &mut Vec<Rule>) -> Result<(), PolicyError> {
             "allow" => Action::Allow,
             "deny" => Action::Deny,
             other => {
-                return Err(PolicyError::new(format!(
-                    "unknown action `{other}` (expected allow or deny)"
-                )));
+                return Err(PolicyError::new(format!("unknown action `{other}` (expected allow or deny)")));
             }
         };
         action_body(key, body, action, rules)?;
@@ -61,23 +56,14 @@ fn rule_block(value: &Value, rules: &mut Vec<Rule>) -> Result<(), PolicyError> {
 }
 
 /// The operators of one action; each becomes its own rule (they are OR-ed, as in Pomerium).
-fn action_body(
-    key: &str,
-    body: &Value,
-    action: Action,
-    rules: &mut Vec<Rule>,
-) -> Result<(), PolicyError> {
+fn action_body(key: &str, body: &Value, action: Action, rules: &mut Vec<Rule>) -> Result<(), PolicyError> {
     let Value::Object(ops) = body else {
-        return Err(PolicyError::new(format!(
-            "{key}: expected a map of and/or/not/nor, got {}",
-            kind(body)
-        )));
+        return Err(PolicyError::new(format!("{key}: expected a map of and/or/not/nor, got {}", kind(body))));
     };
     for (op, list) in ops {
         let condition = operator(op, list).map_err(|e| PolicyError::new(format!("{key}.{e}")))?;
         // An empty list contributes nothing, as Pomerium skips it.
-        if !matches!(&condition, Expr::And(c) | Expr::Or(c) | Expr::Not(c) | Expr::Nor(c) if c.is_empty())
-        {
+        if !matches!(&condition, Expr::And(c) | Expr::Or(c) | Expr::Not(c) | Expr::Nor(c) if c.is_empty()) {
             rules.push(Rule { action, condition });
         }
     }
@@ -91,19 +77,14 @@ fn operator(op: &str, list: &Value) -> Result<Expr, PolicyError> {
         "not" => Expr::Not,
         "nor" => Expr::Nor,
         other => {
-            return Err(PolicyError::new(format!(
-                "{other}: unknown operator (expected and, or, not, nor)"
-            )));
+            return Err(PolicyError::new(format!("{other}: unknown operator (expected and, or, not, nor)")));
         }
     };
     let items = match list {
         Value::Array(items) => items.as_slice(),
         Value::Null => &[],
         other => {
-            return Err(PolicyError::new(format!(
-                "{op}: expected a list, got {}",
-                kind(other)
-            )));
+            return Err(PolicyError::new(format!("{op}: expected a list, got {}", kind(other))));
         }
     };
     let mut children = Vec::with_capacity(items.len());
@@ -116,16 +97,11 @@ fn operator(op: &str, list: &Value) -> Result<Expr, PolicyError> {
 /// One list item: a single criterion (`email: {...}`) or a nested operator (`or: [...]`).
 fn condition(item: &Value) -> Result<Expr, PolicyError> {
     let Value::Object(map) = item else {
-        return Err(PolicyError::new(format!(
-            "expected a criterion map, got {}",
-            kind(item)
-        )));
+        return Err(PolicyError::new(format!("expected a criterion map, got {}", kind(item))));
     };
     let mut iter = map.iter();
     let (Some((name, value)), None) = (iter.next(), iter.next()) else {
-        return Err(PolicyError::new(
-            "each list item must hold exactly one criterion or operator",
-        ));
+        return Err(PolicyError::new("each list item must hold exactly one criterion or operator"));
     };
     match name.as_str() {
         "and" | "or" | "not" | "nor" => operator(name, value),

@@ -13,11 +13,7 @@ fn alice_claims() -> Map<String, Value> {
 
 fn decide(p: &Policy, email: Option<&str>) -> Decision {
     let claims = alice_claims();
-    let user = email.map(|e| UserFacts {
-        user_id: "alice-id",
-        email: Some(e),
-        claims: &claims,
-    });
+    let user = email.map(|e| UserFacts { user_id: "alice-id", email: Some(e), claims: &claims });
     p.decide(&Input { user })
 }
 
@@ -29,10 +25,7 @@ fn is_allow(d: Decision) -> bool {
 fn email_is_matches_case_insensitively() {
     let p = policy(json!({"allow": {"or": [{"email": {"is": "Alice@Example.com"}}]}}));
     assert!(is_allow(decide(&p, Some("alice@example.COM"))));
-    assert!(matches!(
-        decide(&p, Some("bob@example.com")),
-        Decision::Deny { .. }
-    ));
+    assert!(matches!(decide(&p, Some("bob@example.com")), Decision::Deny { .. }));
 }
 
 #[test]
@@ -61,44 +54,23 @@ fn deny_wins_over_allow() {
         {"deny": {"or": [{"email": {"is": "alice@example.com"}}]}}
     ]));
     let d = decide(&p, Some("alice@example.com"));
-    assert_eq!(
-        d,
-        Decision::Deny {
-            reasons: Reasons::of(Reason::EmailOk)
-        }
-    );
+    assert_eq!(d, Decision::Deny { reasons: Reasons::of(Reason::EmailOk) });
     assert!(is_allow(decide(&p, Some("bob@example.com"))));
 }
 
 #[test]
 fn not_is_nor_and_nor_is_nand() {
     let not = policy(json!({"allow": {"not": [{"email": "x@y.z"}, {"domain": "other.org"}]}}));
-    assert!(
-        is_allow(decide(&not, Some("alice@example.com"))),
-        "none match → not holds"
-    );
-    assert!(
-        !is_allow(decide(&not, Some("x@y.z"))),
-        "one matches → not fails"
-    );
-    let nor = policy(
-        json!({"allow": {"nor": [{"email": "alice@example.com"}, {"domain": "example.com"}]}}),
-    );
-    assert!(
-        !is_allow(decide(&nor, Some("alice@example.com"))),
-        "all match → nor fails"
-    );
-    assert!(
-        is_allow(decide(&nor, Some("bob@example.com"))),
-        "not all match → nor holds"
-    );
+    assert!(is_allow(decide(&not, Some("alice@example.com"))), "none match → not holds");
+    assert!(!is_allow(decide(&not, Some("x@y.z"))), "one matches → not fails");
+    let nor = policy(json!({"allow": {"nor": [{"email": "alice@example.com"}, {"domain": "example.com"}]}}));
+    assert!(!is_allow(decide(&nor, Some("alice@example.com"))), "all match → nor fails");
+    assert!(is_allow(decide(&nor, Some("bob@example.com"))), "not all match → nor holds");
 }
 
 #[test]
 fn operators_in_one_block_are_ored() {
-    let p = policy(
-        json!({"allow": {"and": [{"email": "nobody@x.y"}], "or": [{"domain": "example.com"}]}}),
-    );
+    let p = policy(json!({"allow": {"and": [{"email": "nobody@x.y"}], "or": [{"domain": "example.com"}]}}));
     assert!(is_allow(decide(&p, Some("alice@example.com"))));
 }
 
@@ -117,15 +89,9 @@ fn string_matchers() {
         (json!({"ends_with": "@example.com"}), true),
         (json!({"contains": "ce@ex"}), true),
         (json!({"not": "bob@example.com"}), true),
-        (
-            json!({"in": ["bob@example.com", "alice@example.com"]}),
-            true,
-        ),
+        (json!({"in": ["bob@example.com", "alice@example.com"]}), true),
         (json!({"not_in": ["alice@example.com"]}), false),
-        (
-            json!({"starts_with": "ali", "ends_with": "@other.org"}),
-            false,
-        ),
+        (json!({"starts_with": "ali", "ends_with": "@other.org"}), false),
     ];
     for (m, want) in cases {
         let p = policy(json!({"allow": {"or": [{"email": m.clone()}]}}));
@@ -160,29 +126,19 @@ fn user_and_authenticated_user() {
 
 #[test]
 fn a_deny_needing_identity_sends_anonymous_to_sign_in() {
-    let p =
-        policy(json!([{"allow": {"or": [{"accept": 1}]}}, {"deny": {"or": [{"email": "x@y.z"}]}}]));
+    let p = policy(json!([{"allow": {"or": [{"accept": 1}]}}, {"deny": {"or": [{"email": "x@y.z"}]}}]));
     assert!(matches!(decide(&p, None), Decision::Login { .. }));
 }
 
 #[test]
 fn bad_documents_name_the_problem() {
     for (doc, needle) in [
-        (
-            json!({"allow": {"or": [{"device": {"is": "x"}}]}}),
-            "device",
-        ),
-        (
-            json!({"allow": {"or": [{"frobnicate": 1}]}}),
-            "unknown criterion `frobnicate`",
-        ),
+        (json!({"allow": {"or": [{"device": {"is": "x"}}]}}), "device"),
+        (json!({"allow": {"or": [{"frobnicate": 1}]}}), "unknown criterion `frobnicate`"),
         (json!({"allow": {"xor": []}}), "xor"),
         (json!({"permit": {}}), "permit"),
         (json!({"allow": {"or": [{"email": {"like": "x"}}]}}), "like"),
-        (
-            json!({"allow": {"or": [{"email": "a", "domain": "b"}]}}),
-            "exactly one",
-        ),
+        (json!({"allow": {"or": [{"email": "a", "domain": "b"}]}}), "exactly one"),
     ] {
         let err = Policy::from_ppl(&doc).expect_err("must fail").to_string();
         assert!(err.contains(needle), "{doc}: {err}");

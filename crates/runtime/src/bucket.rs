@@ -57,44 +57,30 @@ pub struct Bucket<T> {
 
 impl<T: Serialize + DeserializeOwned> Bucket<T> {
     pub(crate) fn new(store: kv::Store) -> Self {
-        Bucket {
-            store,
-            _t: PhantomData,
-        }
+        Bucket { store, _t: PhantomData }
     }
 
     fn encode(value: &T) -> Result<Bytes, KvError> {
-        serde_json::to_vec(value)
-            .map(Bytes::from)
-            .map_err(|e| KvError::Decode(e.to_string()))
+        serde_json::to_vec(value).map(Bytes::from).map_err(|e| KvError::Decode(e.to_string()))
     }
 
     /// Store `value` under a key that must not exist yet.
     pub async fn create(&self, key: &str, value: &T) -> Result<u64, KvError> {
-        self.store
-            .create(key, Self::encode(value)?)
-            .await
-            .map_err(|e| match e.kind() {
-                kv::CreateErrorKind::AlreadyExists => KvError::Conflict,
-                kv::CreateErrorKind::InvalidKey => KvError::InvalidKey,
-                _ => KvError::Nats(e.to_string()),
-            })
+        self.store.create(key, Self::encode(value)?).await.map_err(|e| match e.kind() {
+            kv::CreateErrorKind::AlreadyExists => KvError::Conflict,
+            kv::CreateErrorKind::InvalidKey => KvError::InvalidKey,
+            _ => KvError::Nats(e.to_string()),
+        })
     }
 
     /// Store `value`, whatever was there.
     pub async fn put(&self, key: &str, value: &T) -> Result<u64, KvError> {
-        self.store
-            .put(key, Self::encode(value)?)
-            .await
-            .map_err(|e| KvError::Nats(e.to_string()))
+        self.store.put(key, Self::encode(value)?).await.map_err(|e| KvError::Nats(e.to_string()))
     }
 
     /// Replace the value at `revision`; fails with [`KvError::Conflict`] if it moved on.
     pub async fn update(&self, key: &str, value: &T, revision: u64) -> Result<u64, KvError> {
-        self.store
-            .update(key, Self::encode(value)?, revision)
-            .await
-            .map_err(update_err)
+        self.store.update(key, Self::encode(value)?, revision).await.map_err(update_err)
     }
 
     /// The live value and its revision; `None` if absent or deleted.
@@ -102,15 +88,11 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
         if !kv_key_ok(key) {
             return Ok(None);
         }
-        let entry = self
-            .store
-            .entry(key)
-            .await
-            .map_err(|e| KvError::Nats(e.to_string()))?;
+        let entry = self.store.entry(key).await.map_err(|e| KvError::Nats(e.to_string()))?;
         match entry {
             Some(e) if e.operation == kv::Operation::Put => {
-                let value = serde_json::from_slice(&e.value)
-                    .map_err(|err| KvError::Decode(err.to_string()))?;
+                let value =
+                    serde_json::from_slice(&e.value).map_err(|err| KvError::Decode(err.to_string()))?;
                 Ok(Some((value, e.revision)))
             }
             _ => Ok(None),
@@ -119,10 +101,7 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
 
     /// Delete `key` only if it is still at `revision` (consume-once).
     pub async fn delete_at(&self, key: &str, revision: u64) -> Result<(), KvError> {
-        self.store
-            .delete_expect_revision(key, Some(revision))
-            .await
-            .map_err(update_err)
+        self.store.delete_expect_revision(key, Some(revision)).await.map_err(update_err)
     }
 
     /// Every current value, then every change, in order. The flag says whether the bucket
@@ -130,25 +109,9 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
     #[allow(clippy::type_complexity)]
     pub async fn watch_all(
         &self,
-    ) -> Result<
-        (
-            bool,
-            impl Stream<Item = Result<Watched<T>, KvError>> + use<T>,
-        ),
-        KvError,
-    > {
-        let empty = self
-            .store
-            .status()
-            .await
-            .map_err(|e| KvError::Nats(e.to_string()))?
-            .values()
-            == 0;
-        let watch = self
-            .store
-            .watch_with_history(">")
-            .await
-            .map_err(|e| KvError::Nats(e.to_string()))?;
+    ) -> Result<(bool, impl Stream<Item = Result<Watched<T>, KvError>> + use<T>), KvError> {
+        let empty = self.store.status().await.map_err(|e| KvError::Nats(e.to_string()))?.values() == 0;
+        let watch = self.store.watch_with_history(">").await.map_err(|e| KvError::Nats(e.to_string()))?;
         let mut caught_up = empty;
         Ok((
             empty,
@@ -158,15 +121,8 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
                 let key = entry.key.clone();
                 let change = match entry.operation {
                     kv::Operation::Put => match serde_json::from_slice::<T>(&entry.value) {
-                        Ok(value) => Change::Put {
-                            key,
-                            value,
-                            revision: entry.revision,
-                        },
-                        Err(e) => Change::Undecodable {
-                            key,
-                            error: e.to_string(),
-                        },
+                        Ok(value) => Change::Put { key, value, revision: entry.revision },
+                        Err(e) => Change::Undecodable { key, error: e.to_string() },
                     },
                     kv::Operation::Delete | kv::Operation::Purge => Change::Delete { key },
                 };
@@ -188,7 +144,5 @@ fn update_err(e: kv::UpdateError) -> KvError {
 pub fn kv_key_ok(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 256
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

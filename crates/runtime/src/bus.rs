@@ -81,9 +81,7 @@ pub struct Bus {
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus")
-            .field("prefix", &self.contract.prefix())
-            .finish_non_exhaustive()
+        f.debug_struct("Bus").field("prefix", &self.contract.prefix()).finish_non_exhaustive()
     }
 }
 
@@ -107,10 +105,7 @@ impl Bus {
         if let Some(path) = &config.creds_file {
             options = options.credentials_file(path).await.map_err(nats_err)?;
         }
-        let client = options
-            .connect(config.url.as_str())
-            .await
-            .map_err(nats_err)?;
+        let client = options.connect(config.url.as_str()).await.map_err(nats_err)?;
         let js = jetstream::new(client.clone());
         Ok(Bus {
             client,
@@ -147,9 +142,7 @@ impl Bus {
         let payload = serde_json::to_vec(request).map_err(|e| BusError::Decode(e.to_string()))?;
         let call = self.client.send_request(
             subject.clone(),
-            async_nats::Request::new()
-                .payload(Bytes::from(payload))
-                .timeout(Some(timeout)),
+            async_nats::Request::new().payload(Bytes::from(payload)).timeout(Some(timeout)),
         );
         // The outer deadline also covers a connection that is down (publish would wait).
         let message = match tokio::time::timeout(timeout, call).await {
@@ -181,17 +174,11 @@ impl Bus {
             .service_builder()
             .description(description)
             .queue_group(self.contract.queue_group())
-            .start(
-                self.contract.service_name(service),
-                env!("CARGO_PKG_VERSION"),
-            )
+            .start(self.contract.service_name(service), env!("CARGO_PKG_VERSION"))
             .await
             .map_err(nats_err)?;
         let group = svc.group(self.contract.service_group(service));
-        Ok(ServiceHandle {
-            service: Arc::new(svc),
-            group,
-        })
+        Ok(ServiceHandle { service: Arc::new(svc), group })
     }
 
     /// Open `spec`'s bucket as values of `T`, creating it if absent.
@@ -217,11 +204,7 @@ impl Bus {
         match self.js.create_key_value(config).await {
             Ok(store) => Ok(store),
             // Another instance may have created it in between.
-            Err(e) => self
-                .js
-                .get_key_value(spec.name.as_str())
-                .await
-                .map_err(|_| nats_err(e)),
+            Err(e) => self.js.get_key_value(spec.name.as_str()).await.map_err(|_| nats_err(e)),
         }
     }
 
@@ -251,21 +234,12 @@ impl Bus {
         Ok(id)
     }
 
-    async fn publish_event_bytes(
-        &self,
-        kind: &str,
-        id: &str,
-        body: Vec<u8>,
-    ) -> Result<(), BusError> {
+    async fn publish_event_bytes(&self, kind: &str, id: &str, body: Vec<u8>) -> Result<(), BusError> {
         let message = jetstream::message::PublishMessage::build()
             .payload(Bytes::from(body))
             .message_id(id)
             .header("Content-Type", STRUCTURED_CONTENT_TYPE);
-        let ack = self
-            .js
-            .send_publish(self.contract.event_subject(kind), message)
-            .await
-            .map_err(nats_err)?;
+        let ack = self.js.send_publish(self.contract.event_subject(kind), message).await.map_err(nats_err)?;
         tokio::time::timeout(self.timeout, ack)
             .await
             .map_err(|_| BusError::Timeout(self.timeout))?

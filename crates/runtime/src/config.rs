@@ -99,11 +99,7 @@ pub enum ConfigError {
 }
 
 fn list(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
 }
 
 /// A string or a list of strings (Pomerium accepts both, comma-separated strings too).
@@ -117,11 +113,9 @@ pub enum StringOrList {
 impl StringOrList {
     fn into_vec(self) -> Vec<String> {
         match self {
-            StringOrList::One(s) => s
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect(),
+            StringOrList::One(s) => {
+                s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect()
+            }
             StringOrList::Many(v) => v,
         }
     }
@@ -314,10 +308,7 @@ impl Config {
             && url.username().is_empty()
             && url.password().is_none()
             && self.routes.iter().any(|r| {
-                r.from.host == host
-                    && r.from
-                        .port
-                        .is_none_or(|p| Some(p) == url.port_or_known_default())
+                r.from.host == host && r.from.port.is_none_or(|p| Some(p) == url.port_or_known_default())
             })
     }
 
@@ -328,21 +319,14 @@ impl Config {
 
 /// Load `path` with environment overrides; returns the raw document (validate next).
 pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
-    let read_err = |message: String| ConfigError::Read {
-        path: path.to_owned(),
-        message,
-    };
+    let read_err = |message: String| ConfigError::Read { path: path.to_owned(), message };
     if !path.is_file() {
         return Err(read_err("no such file".into()));
     }
-    let figment =
-        Figment::from(Yaml::file_exact(path)).merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let figment = Figment::from(Yaml::file_exact(path)).merge(Env::prefixed(ENV_PREFIX).split("__"));
     let value: Value = figment.extract().map_err(|e| read_err(e.to_string()))?;
     let mut raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| {
-        ConfigError::Invalid(vec![FieldError {
-            field: "(document)".into(),
-            message: e.to_string(),
-        }])
+        ConfigError::Invalid(vec![FieldError { field: "(document)".into(), message: e.to_string() }])
     })?;
     raw.unknown_keys = unknown_keys(&value);
     Ok(raw)
@@ -365,9 +349,7 @@ fn unknown_keys(doc: &Value) -> Vec<String> {
     }
     if let Some(nats) = map.get("nats").and_then(Value::as_object) {
         out.extend(
-            nats.keys()
-                .filter(|k| !KNOWN_NATS_KEYS.contains(&k.as_str()))
-                .map(|k| format!("nats.{k}")),
+            nats.keys().filter(|k| !KNOWN_NATS_KEYS.contains(&k.as_str())).map(|k| format!("nats.{k}")),
         );
     }
     if let Some(routes) = map.get("routes").and_then(Value::as_array) {
@@ -390,10 +372,7 @@ struct Problems(Vec<FieldError>);
 
 impl Problems {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.into(), message: message.into() });
     }
 
     /// Record `result`'s error under `field`; return its value.
@@ -409,28 +388,14 @@ impl RawConfig {
         let server = self.server(&mut p);
         let authenticate_url = self.authenticate_url(&mut p);
         let idp = self.idp(&mut p);
-        let shared_secret = secret(
-            &mut p,
-            "shared_secret",
-            &self.shared_secret,
-            &self.shared_secret_file,
-            true,
-        )
-        .flatten();
-        let cookie_secret = secret(
-            &mut p,
-            "cookie_secret",
-            &self.cookie_secret,
-            &self.cookie_secret_file,
-            false,
-        );
+        let shared_secret =
+            secret(&mut p, "shared_secret", &self.shared_secret, &self.shared_secret_file, true).flatten();
+        let cookie_secret =
+            secret(&mut p, "cookie_secret", &self.cookie_secret, &self.cookie_secret_file, false);
         let cookie = self.cookie(&mut p);
         let signing_key = match (&self.signing_key, &self.signing_key_file, &shared_secret) {
             (Some(_), Some(_), _) => {
-                p.add(
-                    "signing_key",
-                    "set either signing_key or signing_key_file, not both",
-                );
+                p.add("signing_key", "set either signing_key or signing_key_file, not both");
                 None
             }
             (Some(text), None, _) => p.check("signing_key", SigningKey::from_config_text(text)),
@@ -444,21 +409,10 @@ impl RawConfig {
         let pass_identity_default = self.pass_identity_headers.unwrap_or(true);
         let routes = routes(&mut p, &self.routes, pass_identity_default);
         let nats = self.nats(&mut p);
-        let warnings = self
-            .unknown_keys
-            .iter()
-            .map(|k| format!("{k}: unknown or unsupported key, ignored"))
-            .collect();
+        let warnings =
+            self.unknown_keys.iter().map(|k| format!("{k}: unknown or unsupported key, ignored")).collect();
 
-        match (
-            server,
-            authenticate_url,
-            idp,
-            shared_secret,
-            cookie,
-            signing_key,
-            nats,
-        ) {
+        match (server, authenticate_url, idp, shared_secret, cookie, signing_key, nats) {
             (
                 Some(server),
                 Some(authenticate_url),
@@ -496,10 +450,7 @@ impl RawConfig {
     }
 
     fn server(&self, p: &mut Problems) -> Option<ServerConfig> {
-        let address = p.check(
-            "address",
-            parse_address(self.address.as_deref().unwrap_or(":443")),
-        );
+        let address = p.check("address", parse_address(self.address.as_deref().unwrap_or(":443")));
         let tls = match (
             self.insecure_server.unwrap_or(false),
             &self.certificate_file,
@@ -511,23 +462,14 @@ impl RawConfig {
                         p.add(field, format!("no such file: {}", path.display()));
                     }
                 }
-                Some(TlsFiles {
-                    certificate_file: cert.clone(),
-                    certificate_key_file: key.clone(),
-                })
+                Some(TlsFiles { certificate_file: cert.clone(), certificate_key_file: key.clone() })
             }
             (_, Some(_), None) => {
-                p.add(
-                    "certificate_key_file",
-                    "required when certificate_file is set",
-                );
+                p.add("certificate_key_file", "required when certificate_file is set");
                 None
             }
             (_, None, Some(_)) => {
-                p.add(
-                    "certificate_file",
-                    "required when certificate_key_file is set",
-                );
+                p.add("certificate_file", "required when certificate_key_file is set");
                 None
             }
             (true, None, None) => None,
@@ -536,26 +478,17 @@ impl RawConfig {
                 None
             }
         };
-        Some(ServerConfig {
-            address: address?,
-            tls,
-        })
+        Some(ServerConfig { address: address?, tls })
     }
 
     fn authenticate_url(&self, p: &mut Problems) -> Option<Url> {
         let Some(text) = &self.authenticate_service_url else {
-            p.add(
-                "authenticate_service_url",
-                "required (e.g. https://authenticate.example.com)",
-            );
+            p.add("authenticate_service_url", "required (e.g. https://authenticate.example.com)");
             return None;
         };
         let url = p.check("authenticate_service_url", http_url(text))?;
         if url.path() != "/" || url.query().is_some() {
-            p.add(
-                "authenticate_service_url",
-                "must be a bare origin without path or query",
-            );
+            p.add("authenticate_service_url", "must be a bare origin without path or query");
             return None;
         }
         Some(url)
@@ -564,10 +497,9 @@ impl RawConfig {
     fn idp(&self, p: &mut Problems) -> Option<IdpConfig> {
         match self.idp_provider.as_deref() {
             Some("oidc") | None => {}
-            Some(other) => p.add(
-                "idp_provider",
-                format!("`{other}` is not supported; use `oidc` with idp_provider_url"),
-            ),
+            Some(other) => {
+                p.add("idp_provider", format!("`{other}` is not supported; use `oidc` with idp_provider_url"))
+            }
         }
         let provider_url = match &self.idp_provider_url {
             Some(u) => p.check("idp_provider_url", http_url(u)),
@@ -617,19 +549,9 @@ impl RawConfig {
     }
 
     fn cookie(&self, p: &mut Problems) -> Option<CookieConfig> {
-        let name = self
-            .cookie_name
-            .clone()
-            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            p.add(
-                "cookie_name",
-                "must be a non-empty token of letters, digits, `-`, `_` or `.`",
-            );
+        let name = self.cookie_name.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            p.add("cookie_name", "must be a non-empty token of letters, digits, `-`, `_` or `.`");
         }
         let expire = match &self.cookie_expire {
             None => Some(DEFAULT_COOKIE_EXPIRE),
@@ -644,40 +566,22 @@ impl RawConfig {
         {
             p.add("cookie_domain", "must be a bare domain such as example.com");
         }
-        Some(CookieConfig {
-            name,
-            expire: expire?,
-            domain,
-        })
+        Some(CookieConfig { name, expire: expire?, domain })
     }
 
     fn nats(&self, p: &mut Problems) -> Option<NatsConfig> {
-        let url = self
-            .nats
-            .url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NATS_URL.into());
+        let url = self.nats.url.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into());
         if url.is_empty() {
             p.add("nats.url", "must not be empty");
         }
         if let Some(path) = &self.nats.creds_file
             && !path.is_file()
         {
-            p.add(
-                "nats.creds_file",
-                format!("no such file: {}", path.display()),
-            );
+            p.add("nats.creds_file", format!("no such file: {}", path.display()));
         }
-        let prefix = self
-            .nats
-            .subject_prefix
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PREFIX.into());
+        let prefix = self.nats.subject_prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into());
         if !is_valid_prefix(&prefix) {
-            p.add(
-                "nats.subject_prefix",
-                "must be 1-32 characters of a-z, 0-9, `-` or `_`",
-            );
+            p.add("nats.subject_prefix", "must be 1-32 characters of a-z, 0-9, `-` or `_`");
             return None;
         }
         let request_timeout = match &self.nats.request_timeout {
@@ -706,19 +610,13 @@ fn secret(
     let file_field = format!("{field}_file");
     let text = match (inline, file) {
         (Some(_), Some(_)) => {
-            p.add(
-                field,
-                format!("set either {field} or {file_field}, not both"),
-            );
+            p.add(field, format!("set either {field} or {file_field}, not both"));
             return None;
         }
         (Some(t), None) => t.clone(),
         (None, Some(path)) => p.check(&file_field, read_secret_file(path))?,
         (None, None) if required => {
-            p.add(
-                field,
-                "required: 32 random bytes, base64 (`head -c32 /dev/urandom | base64`)",
-            );
+            p.add(field, "required: 32 random bytes, base64 (`head -c32 /dev/urandom | base64`)");
             return None;
         }
         (None, None) => return Some(None),
@@ -741,8 +639,7 @@ fn raw_duration(d: &RawDuration) -> Result<Duration, String> {
 
 /// `:443`, `0.0.0.0:80`, `[::1]:8443`, `localhost:8080`.
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    let bad =
-        || format!("`{text}` is not an address (expected host:port, e.g. :443 or 127.0.0.1:8443)");
+    let bad = || format!("`{text}` is not an address (expected host:port, e.g. :443 or 127.0.0.1:8443)");
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let ip: IpAddr = match host.trim_start_matches('[').trim_end_matches(']') {
@@ -783,10 +680,9 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
             }
         };
         let to: Vec<Url> = match r.to.clone().map(StringOrList::into_vec) {
-            Some(list) if !list.is_empty() => list
-                .iter()
-                .filter_map(|t| p.check(&field("to"), upstream_url(t)))
-                .collect(),
+            Some(list) if !list.is_empty() => {
+                list.iter().filter_map(|t| p.check(&field("to"), upstream_url(t))).collect()
+            }
             _ => {
                 p.add(field("to"), "required: the upstream URL(s)");
                 Vec::new()
@@ -802,11 +698,12 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 || !r.allowed_users.is_empty()
                 || !r.allowed_domains.is_empty())
         {
-            p.add(field("allow_public_unauthenticated_access"), "cannot be combined with allow_any_authenticated_user, allowed_users or allowed_domains");
+            p.add(
+                field("allow_public_unauthenticated_access"),
+                "cannot be combined with allow_any_authenticated_user, allowed_users or allowed_domains",
+            );
         }
-        if r.allow_any_authenticated_user
-            && (!r.allowed_users.is_empty() || !r.allowed_domains.is_empty())
-        {
+        if r.allow_any_authenticated_user && (!r.allowed_users.is_empty() || !r.allowed_domains.is_empty()) {
             p.add(
                 field("allow_any_authenticated_user"),
                 "cannot be combined with allowed_users or allowed_domains",
@@ -883,19 +780,13 @@ fn route_from(text: &str) -> Result<RouteFrom, String> {
     if host.contains('*') {
         return Err("wildcard hosts are not supported yet".into());
     }
-    Ok(RouteFrom {
-        scheme: url.scheme().to_owned(),
-        host,
-        port: url.port(),
-    })
+    Ok(RouteFrom { scheme: url.scheme().to_owned(), host, port: url.port() })
 }
 
 fn upstream_url(text: &str) -> Result<Url, String> {
     let url = http_url(text)?;
     if url.scheme() != "http" {
-        return Err(format!(
-            "`{text}`: only http:// upstreams are supported yet"
-        ));
+        return Err(format!("`{text}`: only http:// upstreams are supported yet"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{text}` must not have a query or fragment"));

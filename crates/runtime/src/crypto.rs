@@ -65,10 +65,7 @@ impl Secret {
             .decode(text)
             .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
             .map_err(|_| SecretError::NotBase64)?;
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| SecretError::WrongLength(bytes.len()))?;
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SecretError::WrongLength(bytes.len()))?;
         Ok(Secret(arr))
     }
 
@@ -121,9 +118,7 @@ impl Sealer {
             Ok(k) => k,
             Err(_) => unreachable_key(),
         };
-        Sealer {
-            key: LessSafeKey::new(key),
-        }
+        Sealer { key: LessSafeKey::new(key) }
     }
 
     /// Encrypt and authenticate `plaintext`, binding `aad` (which must be given again to open).
@@ -135,11 +130,8 @@ impl Sealer {
         buf.extend_from_slice(plaintext);
         let mut body = buf.split_off(NONCE_LEN);
         // Sealing only fails for inputs over ~256 GiB.
-        let _ = self.key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut body,
-        );
+        let _ =
+            self.key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body);
         buf.extend_from_slice(&body);
         URL_SAFE_NO_PAD.encode(buf)
     }
@@ -151,10 +143,7 @@ impl Sealer {
         }
         let mut body = raw.split_off(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| OpenError)?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(aad), &mut body)
-            .map_err(|_| OpenError)?;
+        let plain = self.key.open_in_place(nonce, Aad::from(aad), &mut body).map_err(|_| OpenError)?;
         Ok(plain.to_vec())
     }
 
@@ -195,9 +184,7 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     pub fn new(secret: &Secret, purpose: Purpose) -> Signer {
-        Signer {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret.derive(purpose.label())),
-        }
+        Signer { key: hmac::Key::new(hmac::HMAC_SHA256, &secret.derive(purpose.label())) }
     }
 
     /// base64url signature of `message`.
@@ -238,28 +225,16 @@ mod tests {
     fn sealed_values_open_only_with_same_key_purpose_and_aad() {
         let s = Sealer::new(&secret(1), Purpose::SessionCookie);
         let sealed = s.seal(b"session-id", b"app.example.com");
-        assert_eq!(
-            s.open(&sealed, b"app.example.com").as_deref(),
-            Ok(&b"session-id"[..])
-        );
+        assert_eq!(s.open(&sealed, b"app.example.com").as_deref(), Ok(&b"session-id"[..]));
         assert_eq!(s.open(&sealed, b"other.example.com"), Err(OpenError));
         let other_purpose = Sealer::new(&secret(1), Purpose::CallbackHandle);
-        assert_eq!(
-            other_purpose.open(&sealed, b"app.example.com"),
-            Err(OpenError)
-        );
+        assert_eq!(other_purpose.open(&sealed, b"app.example.com"), Err(OpenError));
         let other_key = Sealer::new(&secret(2), Purpose::SessionCookie);
         assert_eq!(other_key.open(&sealed, b"app.example.com"), Err(OpenError));
         let mut tampered = sealed.clone().into_bytes();
         let last = tampered.len() - 3;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(
-            s.open(
-                std::str::from_utf8(&tampered).unwrap_or(""),
-                b"app.example.com"
-            ),
-            Err(OpenError)
-        );
+        assert_eq!(s.open(std::str::from_utf8(&tampered).unwrap_or(""), b"app.example.com"), Err(OpenError));
         assert_eq!(s.open("not base64!", b""), Err(OpenError));
         assert_eq!(s.open("", b""), Err(OpenError));
     }
@@ -283,10 +258,7 @@ mod tests {
     #[test]
     fn secrets_must_be_32_bytes_of_base64() {
         assert!(Secret::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_ok());
-        assert_eq!(
-            Secret::from_base64("c2hvcnQ="),
-            Err(SecretError::WrongLength(5))
-        );
+        assert_eq!(Secret::from_base64("c2hvcnQ="), Err(SecretError::WrongLength(5)));
         assert_eq!(Secret::from_base64("%%%"), Err(SecretError::NotBase64));
         assert_eq!(format!("{:?}", secret(9)), "Secret(..)");
     }

@@ -15,21 +15,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!(
-                "invalid duration `{text}` (expected e.g. 30s, 5m, 14h)"
-            ));
+            return Err(format!("invalid duration `{text}` (expected e.g. 30s, 5m, 14h)"));
         }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid number in duration `{text}`"))?;
+        let value: f64 =
+            rest[..num_len].parse().map_err(|_| format!("invalid number in duration `{text}`"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -38,9 +31,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "" => {
-                return Err(format!(
-                    "missing unit in duration `{text}` (expected ns, us, ms, s, m or h)"
-                ));
+                return Err(format!("missing unit in duration `{text}` (expected ns, us, ms, s, m or h)"));
             }
             unit => return Err(format!("unknown unit `{unit}` in duration `{text}`")),
         };

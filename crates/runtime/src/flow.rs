@@ -113,15 +113,9 @@ impl CallbackHandle {
 
     /// Open a handle presented on `host`; checks binding, expiry and that the redirect stays
     /// on `host`.
-    pub fn open(
-        sealer: &Sealer,
-        sealed: &str,
-        host: &str,
-        now: i64,
-    ) -> Result<CallbackHandle, FlowError> {
-        let handle: CallbackHandle = sealer
-            .open_json(sealed, host.as_bytes())
-            .map_err(|_| FlowError::BadHandle)?;
+    pub fn open(sealer: &Sealer, sealed: &str, host: &str, now: i64) -> Result<CallbackHandle, FlowError> {
+        let handle: CallbackHandle =
+            sealer.open_json(sealed, host.as_bytes()).map_err(|_| FlowError::BadHandle)?;
         if handle.exp < now {
             return Err(FlowError::BadHandle);
         }
@@ -143,9 +137,7 @@ mod tests {
     }
 
     fn query(url: &Url, key: &str) -> Option<String> {
-        url.query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
+        url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
     }
 
     #[test]
@@ -153,11 +145,7 @@ mod tests {
         let auth = Url::parse("https://auth.example.com").expect("url");
         let url = sign_in_url(&auth, &signer(), "https://app.example.com/x?y=1", 1000);
         assert_eq!(url.path(), paths::SIGN_IN);
-        let (r, e, s) = (
-            query(&url, "redirect_uri"),
-            query(&url, "exp"),
-            query(&url, "sig"),
-        );
+        let (r, e, s) = (query(&url, "redirect_uri"), query(&url, "exp"), query(&url, "sig"));
         let ok = verify_sign_in(&signer(), r.as_deref(), e.as_deref(), s.as_deref(), 1000);
         assert_eq!(ok.as_deref(), Ok("https://app.example.com/x?y=1"));
         let late = verify_sign_in(
@@ -168,13 +156,8 @@ mod tests {
             1000 + SIGN_IN_URL_LIFETIME_SECS + 1,
         );
         assert_eq!(late, Err(FlowError::Expired));
-        let swapped = verify_sign_in(
-            &signer(),
-            Some("https://evil.example.com/"),
-            e.as_deref(),
-            s.as_deref(),
-            1000,
-        );
+        let swapped =
+            verify_sign_in(&signer(), Some("https://evil.example.com/"), e.as_deref(), s.as_deref(), 1000);
         assert_eq!(swapped, Err(FlowError::BadSignature));
         let extended = verify_sign_in(&signer(), r.as_deref(), Some("999999"), s.as_deref(), 1000);
         assert_eq!(extended, Err(FlowError::BadSignature));
@@ -190,10 +173,7 @@ mod tests {
             exp: 1060,
         };
         let sealed = h.seal(&sealer, "app.example.com");
-        assert_eq!(
-            CallbackHandle::open(&sealer, &sealed, "app.example.com", 1000),
-            Ok(h.clone())
-        );
+        assert_eq!(CallbackHandle::open(&sealer, &sealed, "app.example.com", 1000), Ok(h.clone()));
         assert_eq!(
             CallbackHandle::open(&sealer, &sealed, "other.example.com", 1000),
             Err(FlowError::BadHandle)
@@ -202,10 +182,7 @@ mod tests {
             CallbackHandle::open(&sealer, &sealed, "app.example.com", 2000),
             Err(FlowError::BadHandle)
         );
-        let elsewhere = CallbackHandle {
-            redirect_uri: "https://evil.com/".into(),
-            ..h
-        };
+        let elsewhere = CallbackHandle { redirect_uri: "https://evil.com/".into(), ..h };
         let sealed = elsewhere.seal(&sealer, "app.example.com");
         assert_eq!(
             CallbackHandle::open(&sealer, &sealed, "app.example.com", 1000),

@@ -37,17 +37,11 @@ pub fn error_page(status: u16, title: &str, message: &str, reasons: &[String]) -
     if !reasons.is_empty() {
         body.push_str("<p>Reason: ");
         body.push_str(
-            &reasons
-                .iter()
-                .map(|r| format!("<code>{}</code>", escape(r)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            &reasons.iter().map(|r| format!("<code>{}</code>", escape(r))).collect::<Vec<_>>().join(", "),
         );
         body.push_str("</p>");
     }
-    body.push_str(&format!(
-        "<p>Status {status}. <a href=\"/.portcullis/\">Your session</a></p>"
-    ));
+    body.push_str(&format!("<p>Status {status}. <a href=\"/.portcullis/\">Your session</a></p>"));
     page(title, &body)
 }
 
@@ -63,10 +57,7 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
         assert!(!error_page(403, "<t>", "<m>", &["<r>".into()]).contains("<m>"));
     }
 }

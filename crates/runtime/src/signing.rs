@@ -19,9 +19,7 @@ pub const ALGORITHM: jsonwebtoken::Algorithm = jsonwebtoken::Algorithm::ES256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SigningKeyError {
-    #[error(
-        "must be a PEM EC P-256 private key (`EC PRIVATE KEY` or `PRIVATE KEY`), raw or base64"
-    )]
+    #[error("must be a PEM EC P-256 private key (`EC PRIVATE KEY` or `PRIVATE KEY`), raw or base64")]
     NotPem,
 }
 
@@ -37,9 +35,7 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -71,19 +67,10 @@ impl SigningKey {
     }
 
     fn from_secret_key(key: &SecretKey) -> SigningKey {
-        let der = key
-            .to_pkcs8_der()
-            .map(|d| d.as_bytes().to_vec())
-            .unwrap_or_default();
+        let der = key.to_pkcs8_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default();
         let point = key.public_key().to_sec1_point(false);
-        let x = point
-            .x()
-            .map(|b| URL_SAFE_NO_PAD.encode(b))
-            .unwrap_or_default();
-        let y = point
-            .y()
-            .map(|b| URL_SAFE_NO_PAD.encode(b))
-            .unwrap_or_default();
+        let x = point.x().map(|b| URL_SAFE_NO_PAD.encode(b)).unwrap_or_default();
+        let y = point.y().map(|b| URL_SAFE_NO_PAD.encode(b)).unwrap_or_default();
         // RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
         let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
         let kid = sha256_b64(thumbprint_input.as_bytes());
@@ -91,13 +78,7 @@ impl SigningKey {
             "kty": "EC", "crv": "P-256", "x": x, "y": y,
             "use": "sig", "alg": "ES256", "kid": kid,
         });
-        SigningKey {
-            encoding: EncodingKey::from_ec_der(&der),
-            public_jwk,
-            kid,
-            x,
-            y,
-        }
+        SigningKey { encoding: EncodingKey::from_ec_der(&der), public_jwk, kid, x, y }
     }
 
     pub fn kid(&self) -> &str {
@@ -129,10 +110,7 @@ mod tests {
         let a = SigningKey::derive_from(&secret);
         let b = SigningKey::derive_from(&secret);
         assert_eq!(a.kid(), b.kid());
-        assert_ne!(
-            a.kid(),
-            SigningKey::derive_from(&Secret::from_bytes([8; 32])).kid()
-        );
+        assert_ne!(a.kid(), SigningKey::derive_from(&Secret::from_bytes([8; 32])).kid());
 
         let mut header = jsonwebtoken::Header::new(ALGORITHM);
         header.kid = Some(a.kid().to_owned());
@@ -140,9 +118,8 @@ mod tests {
         let token = jsonwebtoken::encode(&header, &claims, a.encoding_key()).expect("sign");
         let jwk: jsonwebtoken::jwk::JwkSet = serde_json::from_value(a.jwks()).expect("jwks parses");
         let key = DecodingKey::from_jwk(&jwk.keys[0]).expect("jwk key");
-        let data =
-            jsonwebtoken::decode::<Value>(&token, &key, &jsonwebtoken::Validation::new(ALGORITHM))
-                .expect("verify");
+        let data = jsonwebtoken::decode::<Value>(&token, &key, &jsonwebtoken::Validation::new(ALGORITHM))
+            .expect("verify");
         assert_eq!(data.claims["sub"], "alice");
     }
 
@@ -151,12 +128,8 @@ mod tests {
         let key = SecretKey::from_slice(&[5; 32]).expect("scalar");
         let pem = key.to_sec1_pem(p256::pkcs8::LineEnding::LF).expect("pem");
         let raw = SigningKey::from_config_text(&pem).expect("raw pem");
-        let b64 =
-            SigningKey::from_config_text(&STANDARD.encode(pem.as_bytes())).expect("base64 pem");
+        let b64 = SigningKey::from_config_text(&STANDARD.encode(pem.as_bytes())).expect("base64 pem");
         assert_eq!(raw.kid(), b64.kid());
-        assert_eq!(
-            SigningKey::from_config_text("nope").err(),
-            Some(SigningKeyError::NotPem)
-        );
+        assert_eq!(SigningKey::from_config_text("nope").err(), Some(SigningKeyError::NotPem));
     }
 }

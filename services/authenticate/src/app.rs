@@ -36,31 +36,22 @@ impl App {
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let App { config, bus, http } = self;
         let spec = buckets::logins(&config);
-        let Some(logins) =
-            bus::retry("opening the logins bucket", &shutdown, || bus.bucket(&spec)).await
+        let Some(logins) = bus::retry("opening the logins bucket", &shutdown, || bus.bucket(&spec)).await
         else {
             return Ok(());
         };
         let ctx = Arc::new(Ctx::new(config.clone(), bus.clone(), logins, http));
         let discovery = tokio::spawn(discover(ctx.clone(), shutdown.clone()));
         let Some(service) = bus::retry("registering the authenticate service", &shutdown, || {
-            bus.start_service(
-                ServiceName::Authenticate,
-                "Portcullis sign-in with the identity provider",
-            )
+            bus.start_service(ServiceName::Authenticate, "Portcullis sign-in with the identity provider")
         })
         .await
         else {
             return Ok(());
         };
         let c = ctx.clone();
-        let http_endpoint = service
-            .endpoint(
-                endpoint::HTTP,
-                move |q| handlers::http(c.clone(), q),
-                shutdown.clone(),
-            )
-            .await?;
+        let http_endpoint =
+            service.endpoint(endpoint::HTTP, move |q| handlers::http(c.clone(), q), shutdown.clone()).await?;
         info!(authenticate_url = %config.authenticate_url, "authenticate service ready");
         shutdown.wait().await;
         let _ = tokio::join!(http_endpoint, discovery);

@@ -14,30 +14,18 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     pub fn new(raw: &'a HttpRequest) -> Self {
-        let (path, query) = raw
-            .path_and_query
-            .split_once('?')
-            .unwrap_or((&raw.path_and_query, ""));
-        let query = url::form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let (path, query) = raw.path_and_query.split_once('?').unwrap_or((&raw.path_and_query, ""));
+        let query = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         Request { raw, path, query }
     }
 
     /// The first value of query parameter `name`.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.raw
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.raw.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     /// The value of cookie `name`.
@@ -58,8 +46,7 @@ impl<'a> Request<'a> {
 
     /// Whether the client wants HTML (a browser) rather than JSON.
     pub fn wants_html(&self) -> bool {
-        self.header("accept")
-            .is_some_and(|a| a.contains("text/html"))
+        self.header("accept").is_some_and(|a| a.contains("text/html"))
     }
 }
 
@@ -72,11 +59,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16) -> Self {
-        Reply {
-            status,
-            headers: vec![Header::new("cache-control", "no-store")],
-            body: Vec::new(),
-        }
+        Reply { status, headers: vec![Header::new("cache-control", "no-store")], body: Vec::new() }
     }
 
     pub fn redirect(location: &str) -> Self {
@@ -106,11 +89,7 @@ impl Reply {
     }
 
     pub fn into_http(self) -> HttpReply {
-        HttpReply {
-            status: self.status,
-            headers: self.headers,
-            body: STANDARD.encode(self.body),
-        }
+        HttpReply { status: self.status, headers: self.headers, body: STANDARD.encode(self.body) }
     }
 }
 

@@ -5,14 +5,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{
-    CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
-};
+use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    SignatureVerificationError, TokenResponse,
+    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use portcullis_runtime::config::IdpConfig;
 use serde::{Deserialize, Serialize};
@@ -98,8 +95,8 @@ impl Provider {
         http: reqwest::Client,
     ) -> Result<Provider, ProviderError> {
         let issuer_text = idp.provider_url.as_str().trim_end_matches('/').to_owned();
-        let issuer = IssuerUrl::new(issuer_text.clone())
-            .map_err(|e| ProviderError::Discovery(e.to_string()))?;
+        let issuer =
+            IssuerUrl::new(issuer_text.clone()).map_err(|e| ProviderError::Discovery(e.to_string()))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| ProviderError::Discovery(e.to_string()))?;
@@ -113,11 +110,7 @@ impl Provider {
             .json()
             .await
             .map_err(|e| ProviderError::Discovery(e.to_string()))?;
-        let endpoint = |name: &str| {
-            doc.get(name)
-                .and_then(Value::as_str)
-                .and_then(|s| Url::parse(s).ok())
-        };
+        let endpoint = |name: &str| doc.get(name).and_then(Value::as_str).and_then(|s| Url::parse(s).ok());
         Ok(Provider {
             end_session_endpoint: endpoint("end_session_endpoint"),
             userinfo_endpoint: endpoint("userinfo_endpoint"),
@@ -173,10 +166,7 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|e| ProviderError::Exchange(e.to_string()))?;
-        let id_token = response
-            .id_token()
-            .ok_or(ProviderError::NoIdToken)?
-            .to_string();
+        let id_token = response.id_token().ok_or(ProviderError::NoIdToken)?.to_string();
         Ok(TokenSet {
             access_token: response.access_token().secret().clone(),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
@@ -189,14 +179,9 @@ impl Provider {
 
     /// Verify the ID token (signature from the JWKS, `iss`, `aud`/`azp`, `exp`, `nonce`,
     /// algorithm) and return all its claims.
-    pub fn verify_id_token(
-        &self,
-        id_token: &str,
-        nonce: &str,
-    ) -> Result<Map<String, Value>, ProviderError> {
-        let token: openidconnect::core::CoreIdToken = id_token
-            .parse()
-            .map_err(|e: serde_json::Error| ProviderError::InvalidIdToken(e.to_string()))?;
+    pub fn verify_id_token(&self, id_token: &str, nonce: &str) -> Result<Map<String, Value>, ProviderError> {
+        let token: openidconnect::core::CoreIdToken =
+            id_token.parse().map_err(|e: serde_json::Error| ProviderError::InvalidIdToken(e.to_string()))?;
         let client = self.client();
         let verifier = client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
         match token.claims(&verifier, &Nonce::new(nonce.to_owned())) {
@@ -209,13 +194,10 @@ impl Provider {
             Err(e) => return Err(ProviderError::InvalidIdToken(e.to_string())),
         }
         // Verified above; read every claim (custom ones like `groups` included).
-        let payload = id_token
-            .split('.')
-            .nth(1)
-            .ok_or_else(|| ProviderError::InvalidIdToken("not a JWS".into()))?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|e| ProviderError::InvalidIdToken(e.to_string()))?;
+        let payload =
+            id_token.split('.').nth(1).ok_or_else(|| ProviderError::InvalidIdToken("not a JWS".into()))?;
+        let bytes =
+            URL_SAFE_NO_PAD.decode(payload).map_err(|e| ProviderError::InvalidIdToken(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| ProviderError::InvalidIdToken(e.to_string()))
     }
 
@@ -237,25 +219,17 @@ impl Provider {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| ProviderError::UserInfo(e.without_url().to_string()))?;
-        let claims: Map<String, Value> = response
-            .json()
-            .await
-            .map_err(|e| ProviderError::UserInfo(e.to_string()))?;
+        let claims: Map<String, Value> =
+            response.json().await.map_err(|e| ProviderError::UserInfo(e.to_string()))?;
         // OIDC Core 5.3.2: the userinfo `sub` must match the ID token's.
         if claims.get("sub").and_then(Value::as_str) != Some(expected_sub) {
-            return Err(ProviderError::UserInfo(
-                "userinfo `sub` does not match the ID token".into(),
-            ));
+            return Err(ProviderError::UserInfo("userinfo `sub` does not match the ID token".into()));
         }
         Ok(claims)
     }
 
     /// RP-initiated logout URL, if the IdP supports it.
-    pub fn end_session_url(
-        &self,
-        id_token_hint: Option<&str>,
-        post_logout_redirect: &Url,
-    ) -> Option<Url> {
+    pub fn end_session_url(&self, id_token_hint: Option<&str>, post_logout_redirect: &Url) -> Option<Url> {
         let mut url = self.end_session_endpoint.clone()?;
         {
             let mut q = url.query_pairs_mut();

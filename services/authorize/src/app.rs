@@ -31,17 +31,14 @@ impl App {
     /// Load the replica, then answer checks until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let App { config, bus } = self;
-        let Some((sessions, users)) = bus::retry(
-            "opening the sessions and users buckets",
-            &shutdown,
-            || async {
+        let Some((sessions, users)) =
+            bus::retry("opening the sessions and users buckets", &shutdown, || async {
                 Ok::<_, BusError>((
                     bus.bucket(&buckets::sessions(&config)).await?,
                     bus.bucket(&buckets::users(&config)).await?,
                 ))
-            },
-        )
-        .await
+            })
+            .await
         else {
             return Ok(());
         };
@@ -61,12 +58,8 @@ impl App {
             _ = ready.wait_for(|r| *r) => {}
             _ = shutdown.wait() => return Ok(()),
         }
-        let checker = Arc::new(Checker {
-            config: config.clone(),
-            replica: replica.clone(),
-            minter,
-            sessions,
-        });
+        let checker =
+            Arc::new(Checker { config: config.clone(), replica: replica.clone(), minter, sessions });
         let Some(service) = bus::retry("registering the authorize service", &shutdown, || {
             bus.start_service(ServiceName::Authorize, "Portcullis policy decisions")
         })
@@ -84,11 +77,7 @@ impl App {
                 shutdown.clone(),
             )
             .await?;
-        info!(
-            routes = config.routes.len(),
-            sessions = replica.session_count(),
-            "authorize service ready"
-        );
+        info!(routes = config.routes.len(), sessions = replica.session_count(), "authorize service ready");
         shutdown.wait().await;
         let _ = tokio::join!(check, follower);
         Ok(())

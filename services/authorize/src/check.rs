@@ -6,9 +6,7 @@ use portcullis_policy::{Decision, Input, UserFacts};
 use portcullis_runtime::bucket::Bucket;
 use portcullis_runtime::config::Config;
 use portcullis_runtime::{buckets, now_unix};
-use portcullis_schemas::messages::{
-    CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Session,
-};
+use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Session};
 use tracing::{debug, error, warn};
 
 use crate::jwt::{Identity, Minter};
@@ -40,17 +38,11 @@ impl Checker {
             Some(id) => self.session(id).await?.filter(|s| s.expires_at > now),
             None => None,
         };
-        let user_record = session
-            .as_ref()
-            .and_then(|s| self.replica.user(&buckets::user_key(&s.identity.user_id)));
+        let user_record =
+            session.as_ref().and_then(|s| self.replica.user(&buckets::user_key(&s.identity.user_id)));
         // The user record is the freshest view of the person (updated on every sign-in).
         let (email, name, groups, claims) = match (&session, &user_record) {
-            (_, Some(u)) => (
-                u.email.as_deref(),
-                u.name.as_deref(),
-                u.groups.as_slice(),
-                &u.claims,
-            ),
+            (_, Some(u)) => (u.email.as_deref(), u.name.as_deref(), u.groups.as_slice(), &u.claims),
             (Some(s), None) => (
                 s.identity.email.as_deref(),
                 s.identity.name.as_deref(),
@@ -59,11 +51,7 @@ impl Checker {
             ),
             (None, None) => (None, None, &[][..], &*EMPTY_CLAIMS),
         };
-        let user = session.as_ref().map(|s| UserFacts {
-            user_id: &s.identity.user_id,
-            email,
-            claims,
-        });
+        let user = session.as_ref().map(|s| UserFacts { user_id: &s.identity.user_id, email, claims });
         let decision = route.policy.decide(&Input { user });
         debug!(route = route.index, host = %req.host, ?decision, "checked");
         Ok(match decision {
@@ -76,30 +64,16 @@ impl Checker {
                         name: name.unwrap_or_default(),
                         groups,
                     };
-                    let jwt = self
-                        .minter
-                        .token(s, &identity, &req.host, now)
-                        .map_err(|e| {
-                            error!(error = %e, "signing the identity JWT failed");
-                            ErrorReply {
-                                code: ErrorCode::Internal,
-                                message: "cannot sign identity".into(),
-                            }
-                        })?;
+                    let jwt = self.minter.token(s, &identity, &req.host, now).map_err(|e| {
+                        error!(error = %e, "signing the identity JWT failed");
+                        ErrorReply { code: ErrorCode::Internal, message: "cannot sign identity".into() }
+                    })?;
                     headers.push(Header::new(JWT_ASSERTION_HEADER, jwt));
                 }
-                CheckReply::Allow {
-                    headers,
-                    reasons: reasons.to_strings(),
-                }
+                CheckReply::Allow { headers, reasons: reasons.to_strings() }
             }
-            Decision::Deny { reasons } => CheckReply::Deny {
-                status: 403,
-                reasons: reasons.to_strings(),
-            },
-            Decision::Login { reasons } => CheckReply::Login {
-                reasons: reasons.to_strings(),
-            },
+            Decision::Deny { reasons } => CheckReply::Deny { status: 403, reasons: reasons.to_strings() },
+            Decision::Login { reasons } => CheckReply::Login { reasons: reasons.to_strings() },
         })
     }
 
@@ -115,10 +89,7 @@ impl Checker {
             Ok(None) => Ok(None),
             Err(e) => {
                 warn!(error = %e, "session lookup failed");
-                Err(ErrorReply {
-                    code: ErrorCode::Unavailable,
-                    message: "session store unavailable".into(),
-                })
+                Err(ErrorReply { code: ErrorCode::Unavailable, message: "session store unavailable".into() })
             }
         }
     }

@@ -47,11 +47,7 @@ impl Minter {
     pub fn new(key: SigningKey) -> Minter {
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(key.kid().to_owned());
-        Minter {
-            key,
-            header,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Minter { key, header, cache: Mutex::new(HashMap::new()) }
     }
 
     /// A JWT for `session` on `host`, valid for at least a minute from `now`.

@@ -29,26 +29,19 @@ impl App {
     /// Serve until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let App { config, bus } = self;
-        let Some((sessions, users)) = bus::retry(
-            "opening the sessions and users buckets",
-            &shutdown,
-            || async {
+        let Some((sessions, users)) =
+            bus::retry("opening the sessions and users buckets", &shutdown, || async {
                 let sessions = bus.bucket(&buckets::sessions(&config)).await?;
                 let users = bus.bucket(&buckets::users(&config)).await?;
                 bus.ensure_events_stream(buckets::EVENTS_MAX_AGE).await?;
                 Ok::<_, BusError>((sessions, users))
-            },
-        )
-        .await
+            })
+            .await
         else {
             return Ok(());
         };
-        let store = Arc::new(Store {
-            bus: bus.clone(),
-            sessions,
-            users,
-            session_lifetime: config.cookie.expire,
-        });
+        let store =
+            Arc::new(Store { bus: bus.clone(), sessions, users, session_lifetime: config.cookie.expire });
         let Some(service) = bus::retry("registering the cache service", &shutdown, || {
             bus.start_service(ServiceName::Cache, "Portcullis sessions and users")
         })
@@ -66,11 +59,7 @@ impl App {
             .await?;
         let s = store.clone();
         let get = service
-            .endpoint(
-                endpoint::SESSION_GET,
-                move |q| handlers::get_session(s.clone(), q),
-                shutdown.clone(),
-            )
+            .endpoint(endpoint::SESSION_GET, move |q| handlers::get_session(s.clone(), q), shutdown.clone())
             .await?;
         let s = store.clone();
         let revoke = service

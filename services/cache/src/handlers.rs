@@ -9,8 +9,8 @@ use portcullis_runtime::crypto::random_token;
 use portcullis_runtime::{Bus, buckets, now_unix};
 use portcullis_schemas::events::{EventData, SessionCreated, SessionRevoked};
 use portcullis_schemas::messages::{
-    CreateSessionReply, CreateSessionRequest, ErrorCode, ErrorReply, GetSessionRequest,
-    RevokeSessionRequest, Session, SessionReply, User,
+    CreateSessionReply, CreateSessionRequest, ErrorCode, ErrorReply, GetSessionRequest, RevokeSessionRequest,
+    Session, SessionReply, User,
 };
 use tracing::{error, info, warn};
 
@@ -30,16 +30,11 @@ pub struct Store {
 
 fn unavailable(what: &str, e: KvError) -> ErrorReply {
     error!(error = %e, "{what} failed");
-    ErrorReply {
-        code: ErrorCode::Unavailable,
-        message: format!("{what} failed; retry"),
-    }
+    ErrorReply { code: ErrorCode::Unavailable, message: format!("{what} failed; retry") }
 }
 
 fn rfc3339(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .to_rfc3339()
+    DateTime::<Utc>::from_timestamp(unix, 0).unwrap_or_default().to_rfc3339()
 }
 
 pub async fn create_session(
@@ -54,11 +49,7 @@ pub async fn create_session(
     }
     let now = now_unix();
     let max = now + store.session_lifetime.as_secs() as i64;
-    let expires_at = if req.expires_at > now {
-        req.expires_at.min(max)
-    } else {
-        max
-    };
+    let expires_at = if req.expires_at > now { req.expires_at.min(max) } else { max };
     let session = Session {
         id: random_token(SESSION_ID_BYTES),
         identity: req.identity,
@@ -83,11 +74,7 @@ pub async fn create_session(
         .put(&buckets::user_key(&user.id), &user)
         .await
         .map_err(|e| unavailable("writing the user", e))?;
-    store
-        .sessions
-        .create(&session.id, &session)
-        .await
-        .map_err(|e| unavailable("writing the session", e))?;
+    store.sessions.create(&session.id, &session).await.map_err(|e| unavailable("writing the session", e))?;
     info!(session = %short(&session.id), user = %session.identity.user_id, "session created");
     publish(
         &store.bus,
@@ -101,21 +88,12 @@ pub async fn create_session(
         },
     )
     .await;
-    Ok(CreateSessionReply {
-        session_id: session.id,
-        expires_at,
-    })
+    Ok(CreateSessionReply { session_id: session.id, expires_at })
 }
 
-pub async fn get_session(
-    store: Arc<Store>,
-    req: GetSessionRequest,
-) -> Result<SessionReply, ErrorReply> {
-    let found = store
-        .sessions
-        .get(&req.session_id)
-        .await
-        .map_err(|e| unavailable("reading the session", e))?;
+pub async fn get_session(store: Arc<Store>, req: GetSessionRequest) -> Result<SessionReply, ErrorReply> {
+    let found =
+        store.sessions.get(&req.session_id).await.map_err(|e| unavailable("reading the session", e))?;
     let session = found.map(|(s, _)| s).filter(|s| s.expires_at > now_unix());
     Ok(SessionReply { session })
 }
@@ -125,11 +103,8 @@ pub async fn revoke_session(
     req: RevokeSessionRequest,
 ) -> Result<SessionReply, ErrorReply> {
     loop {
-        let Some((session, revision)) = store
-            .sessions
-            .get(&req.session_id)
-            .await
-            .map_err(|e| unavailable("reading the session", e))?
+        let Some((session, revision)) =
+            store.sessions.get(&req.session_id).await.map_err(|e| unavailable("reading the session", e))?
         else {
             return Ok(SessionReply { session: None });
         };
@@ -152,9 +127,7 @@ pub async fn revoke_session(
             },
         )
         .await;
-        return Ok(SessionReply {
-            session: Some(session),
-        });
+        return Ok(SessionReply { session: Some(session) });
     }
 }
 
@@ -177,10 +150,7 @@ async fn publish<E: EventData>(bus: &Bus, event: &E) {
 
 fn check_user_id(user_id: &str) -> Result<(), ErrorReply> {
     if user_id.len() > 1024 {
-        return Err(ErrorReply {
-            code: ErrorCode::BadRequest,
-            message: "user id too long".into(),
-        });
+        return Err(ErrorReply { code: ErrorCode::BadRequest, message: "user id too long".into() });
     }
     Ok(())
 }

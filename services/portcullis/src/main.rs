@@ -54,15 +54,7 @@ fn main() -> ExitCode {
     telemetry::init();
     let (arg, services): (&ConfigArg, &[Service]) = match &cli.command {
         Command::CheckConfig(arg) => return check_config(arg),
-        Command::All(a) => (
-            a,
-            &[
-                Service::Cache,
-                Service::Authorize,
-                Service::Authenticate,
-                Service::Proxy,
-            ],
-        ),
+        Command::All(a) => (a, &[Service::Cache, Service::Authorize, Service::Authenticate, Service::Proxy]),
         Command::Proxy(a) => (a, &[Service::Proxy]),
         Command::Authenticate(a) => (a, &[Service::Authenticate]),
         Command::Authorize(a) => (a, &[Service::Authorize]),
@@ -72,10 +64,7 @@ fn main() -> ExitCode {
         Some(c) => c,
         None => return ExitCode::from(2),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");

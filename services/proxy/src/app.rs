@@ -11,10 +11,7 @@ use crate::server::{self, TlsError};
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("cannot listen on {address} (address): {source}")]
-    Bind {
-        address: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { address: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot connect to NATS: {0}")]
@@ -31,23 +28,13 @@ pub struct App {
 impl App {
     /// Load TLS, bind the listener, connect to NATS (in the background).
     pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
-        let tls = config
-            .server
-            .tls
-            .as_ref()
-            .map(server::tls_acceptor)
-            .transpose()?;
+        let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
         let address = config.server.address;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| BuildError::Bind { address, source })?;
+        let listener =
+            TcpListener::bind(address).await.map_err(|source| BuildError::Bind { address, source })?;
         let bus = Bus::connect(&config.nats, "portcullis-proxy").await?;
         let proxy = Arc::new(Proxy::new(config, bus, crate::forward::client()));
-        Ok(App {
-            listener,
-            tls,
-            proxy,
-        })
+        Ok(App { listener, tls, proxy })
     }
 
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {

@@ -8,12 +8,8 @@ use portcullis_runtime::crypto::Sealer;
 
 /// The session id in the request's session cookie, if one opens.
 pub fn session_id(headers: &HeaderMap, sealer: &Sealer, name: &str) -> Option<String> {
-    cookie_values(headers, name).find_map(|v| {
-        sealer
-            .open(v, name.as_bytes())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-    })
+    cookie_values(headers, name)
+        .find_map(|v| sealer.open(v, name.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()))
 }
 
 /// Every value of cookie `name` in the request (a browser may send several).
@@ -29,13 +25,7 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
 }
 
 /// `Set-Cookie` for a new session.
-pub fn set(
-    cookie: &CookieConfig,
-    sealer: &Sealer,
-    session_id: &str,
-    max_age: i64,
-    secure: bool,
-) -> String {
+pub fn set(cookie: &CookieConfig, sealer: &Sealer, session_id: &str, max_age: i64, secure: bool) -> String {
     let value = sealer.seal(session_id.as_bytes(), cookie.name.as_bytes());
     attributes(cookie, &value, max_age.max(0), secure)
 }
@@ -46,10 +36,7 @@ pub fn clear(cookie: &CookieConfig, secure: bool) -> String {
 }
 
 fn attributes(cookie: &CookieConfig, value: &str, max_age: i64, secure: bool) -> String {
-    let mut c = format!(
-        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax",
-        cookie.name
-    );
+    let mut c = format!("{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax", cookie.name);
     if let Some(domain) = &cookie.domain {
         c.push_str("; Domain=");
         c.push_str(domain);
@@ -91,14 +78,8 @@ mod tests {
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"));
         let value = set.split(';').next().unwrap_or_default().to_owned();
         let mut headers = HeaderMap::new();
-        headers.append(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=1; {value}; b=2")).expect("header"),
-        );
-        assert_eq!(
-            session_id(&headers, &sealer, "_pomerium").as_deref(),
-            Some("sid-1")
-        );
+        headers.append(COOKIE, HeaderValue::from_str(&format!("a=1; {value}; b=2")).expect("header"));
+        assert_eq!(session_id(&headers, &sealer, "_pomerium").as_deref(), Some("sid-1"));
         assert_eq!(strip(&headers, "_pomerium").as_deref(), Some("a=1; b=2"));
         let other = Sealer::new(&Secret::from_bytes([5; 32]), Purpose::SessionCookie);
         assert_eq!(session_id(&headers, &other, "_pomerium"), None);

@@ -11,20 +11,14 @@ use crate::Body;
 
 /// Whether the client is a browser that should see pages and redirects.
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let xhr = headers
-        .get("x-requested-with")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let xhr =
+        headers.get("x-requested-with").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
     accept.contains("text/html") && !xhr
 }
 
 pub fn body(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 pub fn empty() -> Body {
@@ -36,11 +30,9 @@ fn response(status: StatusCode, content_type: &str, content: String) -> Response
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
-        http::HeaderValue::from_str(content_type)
-            .unwrap_or(http::HeaderValue::from_static("text/plain")),
+        http::HeaderValue::from_str(content_type).unwrap_or(http::HeaderValue::from_static("text/plain")),
     );
-    r.headers_mut()
-        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     r
 }
 
@@ -60,11 +52,7 @@ pub fn error(
         )
     } else {
         let code = title.to_ascii_lowercase().replace(' ', "_");
-        response(
-            status,
-            "application/json",
-            pages::error_json(status.as_u16(), &code, message, reasons),
-        )
+        response(status, "application/json", pages::error_json(status.as_u16(), &code, message, reasons))
     }
 }
 
@@ -119,8 +107,7 @@ pub fn redirect(location: &str) -> Response<Body> {
     if let Ok(v) = http::HeaderValue::from_str(location) {
         r.headers_mut().insert(LOCATION, v);
     }
-    r.headers_mut()
-        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     r
 }
 

@@ -141,10 +141,7 @@ pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Hea
     }
     let forwarded = [
         ("x-forwarded-for", origin.peer.ip().to_string()),
-        (
-            "x-forwarded-proto",
-            if origin.https { "https" } else { "http" }.to_owned(),
-        ),
+        ("x-forwarded-proto", if origin.https { "https" } else { "http" }.to_owned()),
         ("x-forwarded-host", origin.host.to_owned()),
     ];
     for (name, value) in forwarded {
@@ -153,10 +150,9 @@ pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Hea
         }
     }
     for h in granted {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_str(&h.value),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_str(&h.value))
+        {
             headers.append(name, value);
         }
     }
@@ -193,10 +189,7 @@ mod tests {
             ("cookie", "_pomerium=sealed; theme=dark"),
             ("accept", "text/html"),
         ] {
-            incoming.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_static(v),
-            );
+            incoming.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_static(v));
         }
         let origin = Origin {
             peer: "10.0.0.9:5555".parse().expect("addr"),
@@ -206,29 +199,12 @@ mod tests {
         };
         let granted = [Header::new("x-portcullis-jwt-assertion", "real")];
         let out = request_headers(&incoming, &origin, &granted);
-        assert_eq!(
-            out.get_all("x-portcullis-jwt-assertion")
-                .iter()
-                .collect::<Vec<_>>(),
-            ["real"]
-        );
+        assert_eq!(out.get_all("x-portcullis-jwt-assertion").iter().collect::<Vec<_>>(), ["real"]);
         assert!(out.get("x-pomerium-jwt-assertion").is_none());
         assert!(out.get("connection").is_none() && out.get("x-secret-hop").is_none());
-        assert_eq!(
-            out.get("x-forwarded-for").map(|v| v.as_bytes()),
-            Some(&b"10.0.0.9"[..])
-        );
-        assert_eq!(
-            out.get("x-forwarded-proto").map(|v| v.as_bytes()),
-            Some(&b"https"[..])
-        );
-        assert_eq!(
-            out.get("cookie").map(|v| v.as_bytes()),
-            Some(&b"theme=dark"[..])
-        );
-        assert_eq!(
-            out.get("accept").map(|v| v.as_bytes()),
-            Some(&b"text/html"[..])
-        );
+        assert_eq!(out.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.9"[..]));
+        assert_eq!(out.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
+        assert_eq!(out.get("cookie").map(|v| v.as_bytes()), Some(&b"theme=dark"[..]));
+        assert_eq!(out.get("accept").map(|v| v.as_bytes()), Some(&b"text/html"[..]));
     }
 }

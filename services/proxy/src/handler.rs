@@ -43,11 +43,7 @@ pub struct RequestFacts<'a> {
 impl Proxy {
     pub fn new(config: Arc<Config>, bus: Bus, client: UpstreamClient) -> Proxy {
         let jwks = Bytes::from(config.signing_key.jwks().to_string());
-        let authenticate_host = config
-            .authenticate_url
-            .host_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let authenticate_host = config.authenticate_url.host_str().unwrap_or_default().to_ascii_lowercase();
         Proxy {
             cookie_sealer: Sealer::new(&config.cookie_secret, Purpose::SessionCookie),
             handle_sealer: Sealer::new(&config.shared_secret, Purpose::CallbackHandle),
@@ -60,23 +56,14 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
-    ) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, https: bool) -> Response<Body> {
         let html = error::wants_html(req.headers());
         let host_header = match req
             .uri()
             .authority()
             .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            }) {
+            .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
+        {
             Some(h) if !h.is_empty() => h,
             _ => return error::bad_request("The request has no Host.", html),
         };
@@ -86,13 +73,7 @@ impl Proxy {
             Ok(p) => p.into_owned(),
             Err(e) => return error::bad_request(&e.to_string(), html),
         };
-        let facts = RequestFacts {
-            peer,
-            https,
-            host: &host,
-            host_header: &host_header,
-            html,
-        };
+        let facts = RequestFacts { peer, https, host: &host, host_header: &host_header, html };
         if path == paths::PING {
             return error::text(StatusCode::OK, "text/plain", "OK\n".into());
         }
@@ -102,28 +83,17 @@ impl Proxy {
         if path.starts_with("/.portcullis/") || path == paths::JWKS {
             return self.internal(req, &facts, &path).await;
         }
-        let Some(route) = self
-            .config
-            .routes
-            .iter()
-            .find(|r| r.matches(&host, port, &path))
-        else {
+        let Some(route) = self.config.routes.iter().find(|r| r.matches(&host, port, &path)) else {
             return error::not_found(html);
         };
         self.authorize_and_forward(req, route, &path, &facts).await
     }
 
-    async fn internal(
-        &self,
-        req: Request<Incoming>,
-        facts: &RequestFacts<'_>,
-        path: &str,
-    ) -> Response<Body> {
+    async fn internal(&self, req: Request<Incoming>, facts: &RequestFacts<'_>, path: &str) -> Response<Body> {
         if !self.config.routes.iter().any(|r| r.from.host == facts.host) {
             return error::not_found(facts.html);
         }
-        let session =
-            || cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
+        let session = || cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
         match (req.method(), path) {
             (&Method::GET, paths::JWKS) => {
                 let mut r = error::text(
@@ -131,10 +101,8 @@ impl Proxy {
                     "application/json",
                     String::from_utf8_lossy(&self.jwks).into_owned(),
                 );
-                r.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("max-age=300"),
-                );
+                r.headers_mut()
+                    .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=300"));
                 r
             }
             (&Method::GET, paths::CALLBACK) => internal::callback(self, facts, req.uri().query()),
@@ -142,9 +110,7 @@ impl Proxy {
                 let sid = session();
                 internal::to_authenticate(self, req, facts, sid, false).await
             }
-            (&Method::GET, paths::SIGN_OUT) => {
-                internal::to_authenticate(self, req, facts, None, false).await
-            }
+            (&Method::GET, paths::SIGN_OUT) => internal::to_authenticate(self, req, facts, None, false).await,
             (&Method::POST, paths::SIGN_OUT) => {
                 let sid = session();
                 internal::to_authenticate(self, req, facts, sid, true).await
@@ -162,20 +128,14 @@ impl Proxy {
     ) -> Response<Body> {
         let check = CheckRequest {
             route_id: route.id.clone(),
-            session_id: cookie::session_id(
-                req.headers(),
-                &self.cookie_sealer,
-                &self.config.cookie.name,
-            ),
+            session_id: cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name),
             method: req.method().as_str().to_owned(),
             host: facts.host.to_owned(),
             path: path.to_owned(),
             client_ip: facts.peer.ip().to_string(),
         };
-        let reply: Result<CheckReply, BusError> = self
-            .bus
-            .request(self.bus.contract().authorize_check(), &check)
-            .await;
+        let reply: Result<CheckReply, BusError> =
+            self.bus.request(self.bus.contract().authorize_check(), &check).await;
         match reply {
             Ok(CheckReply::Allow { headers, .. }) => {
                 let origin = Origin {
@@ -184,16 +144,7 @@ impl Proxy {
                     host: facts.host_header,
                     cookie_name: &self.config.cookie.name,
                 };
-                forward::forward(
-                    &self.client,
-                    route,
-                    req,
-                    path,
-                    &origin,
-                    &headers,
-                    facts.html,
-                )
-                .await
+                forward::forward(&self.client, route, req, path, &origin, &headers, facts.html).await
             }
             Ok(CheckReply::Deny { status, reasons }) => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
@@ -211,10 +162,7 @@ impl Proxy {
                         "{}://{}{}",
                         if facts.https { "https" } else { "http" },
                         facts.host_header,
-                        req.uri()
-                            .path_and_query()
-                            .map(|p| p.as_str())
-                            .unwrap_or("/")
+                        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
                     );
                     let url = flow::sign_in_url(
                         &self.config.authenticate_url,
@@ -258,9 +206,7 @@ fn split_host(host: &str) -> (String, Option<u16>) {
         return (format!("[{}]", h.to_ascii_lowercase()), port);
     }
     match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
-            (h.to_ascii_lowercase(), p.parse().ok())
-        }
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h.to_ascii_lowercase(), p.parse().ok()),
         _ => (host.to_ascii_lowercase(), None),
     }
 }
@@ -271,14 +217,8 @@ mod tests {
 
     #[test]
     fn hosts_split_into_name_and_port() {
-        assert_eq!(
-            split_host("App.Example.com:8443"),
-            ("app.example.com".into(), Some(8443))
-        );
-        assert_eq!(
-            split_host("app.example.com"),
-            ("app.example.com".into(), None)
-        );
+        assert_eq!(split_host("App.Example.com:8443"), ("app.example.com".into(), Some(8443)));
+        assert_eq!(split_host("app.example.com"), ("app.example.com".into(), None));
         assert_eq!(split_host("[::1]:80"), ("[::1]".into(), Some(80)));
     }
 }

@@ -25,11 +25,7 @@ const AUTHENTICATE_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn callback(proxy: &Proxy, facts: &RequestFacts<'_>, query: Option<&str>) -> Response<Body> {
     let handle = query
         .map(|q| url::form_urlencoded::parse(q.as_bytes()))
-        .and_then(|mut pairs| {
-            pairs
-                .find(|(k, _)| k == params::HANDLE)
-                .map(|(_, v)| v.into_owned())
-        });
+        .and_then(|mut pairs| pairs.find(|(k, _)| k == params::HANDLE).map(|(_, v)| v.into_owned()));
     let Some(handle) = handle else {
         return error::bad_request("The sign-in callback is missing its handle.", facts.html);
     };
@@ -88,10 +84,7 @@ pub async fn to_authenticate(
         .headers
         .iter()
         .filter(|(name, _)| {
-            matches!(
-                name.as_str(),
-                "accept" | "cookie" | "content-type" | "user-agent" | "accept-language"
-            )
+            matches!(name.as_str(), "accept" | "cookie" | "content-type" | "user-agent" | "accept-language")
         })
         .filter_map(|(name, value)| value.to_str().ok().map(|v| Header::new(name.as_str(), v)))
         .collect();
@@ -110,32 +103,21 @@ pub async fn to_authenticate(
         session_id,
     };
     let subject = proxy.bus.contract().authenticate_http();
-    let reply: HttpReply = match proxy
-        .bus
-        .request_within(subject, &message, AUTHENTICATE_TIMEOUT)
-        .await
-    {
+    let reply: HttpReply = match proxy.bus.request_within(subject, &message, AUTHENTICATE_TIMEOUT).await {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "authenticate service unavailable");
             return error::unavailable(facts.html);
         }
     };
-    let mut response = Response::new(error::body(
-        STANDARD.decode(&reply.body).unwrap_or_default(),
-    ));
+    let mut response = Response::new(error::body(STANDARD.decode(&reply.body).unwrap_or_default()));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     for h in &reply.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_str(&h.value),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_str(&h.value)) {
             response.headers_mut().append(n, v);
         }
     }
-    if clear_cookie
-        && let Ok(v) = HeaderValue::from_str(&cookie::clear(&proxy.config.cookie, facts.https))
-    {
+    if clear_cookie && let Ok(v) = HeaderValue::from_str(&cookie::clear(&proxy.config.cookie, facts.https)) {
         response.headers_mut().append(SET_COOKIE, v);
     }
     response

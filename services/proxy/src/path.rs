@@ -23,11 +23,8 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if path.contains('\\') {
         return Err(PathError::Backslash);
     }
-    let lower_has = |needle: &str| {
-        path.as_bytes()
-            .windows(3)
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-    };
+    let lower_has =
+        |needle: &str| path.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
     if lower_has("%2f") || lower_has("%5c") {
         return Err(PathError::EncodedSlash);
     }

@@ -41,10 +41,7 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Certificate(cert_path.clone(), e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError::Certificate(
-            cert_path,
-            "no certificate in PEM".into(),
-        ));
+        return Err(TlsError::Certificate(cert_path, "no certificate in PEM".into()));
     }
     let key_pem = std::fs::read(&files.certificate_key_file)
         .map_err(|e| TlsError::Key(key_path.clone(), e.to_string()))?;
@@ -63,12 +60,7 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
 }
 
 /// Serve `listener` until `shutdown`, then drain.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    proxy: Arc<Proxy>,
-    shutdown: Shutdown,
-) {
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     if let Ok(addr) = listener.local_addr() {
@@ -95,9 +87,7 @@ pub async fn serve(
         });
         match &tls {
             None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {
@@ -110,19 +100,14 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
-                        Err(_) => return debug!(%peer, "TLS handshake timed out"),
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
+                    let stream =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
+                            Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                        };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                     if let Err(error) = watcher.watch(conn).await {
                         debug!(%error, %peer, "connection ended with an error");
                     }
@@ -131,10 +116,7 @@ pub async fn serve(
         }
     }
     info!("proxy draining connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         warn!("some connections did not finish in time");
     }
 }

@@ -27,11 +27,7 @@ fn validate(doc: Value) -> Result<Config, Vec<FieldError>> {
 }
 
 fn errors_for(doc: Value) -> Vec<String> {
-    validate(doc)
-        .expect_err("must be invalid")
-        .into_iter()
-        .map(|e| e.to_string())
-        .collect()
+    validate(doc).expect_err("must be invalid").into_iter().map(|e| e.to_string()).collect()
 }
 
 #[test]
@@ -40,10 +36,7 @@ fn a_minimal_pomerium_config_validates_with_pomerium_defaults() {
     assert_eq!(c.server.address.port(), 8443);
     assert_eq!(c.cookie.name, "_pomerium");
     assert_eq!(c.cookie.expire, Duration::from_secs(14 * 3600));
-    assert_eq!(
-        c.idp.scopes,
-        ["openid", "profile", "email", "offline_access"]
-    );
+    assert_eq!(c.idp.scopes, ["openid", "profile", "email", "offline_access"]);
     assert_eq!(c.nats.contract.prefix(), "portcullis");
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.routes[0].from.host, "app.example.com");
@@ -59,17 +52,10 @@ fn errors_name_every_bad_field() {
     doc["routes"][0]["policy"] = json!({"allow": {"or": [{"device": {"is": "x"}}]}});
     doc["nats"] = json!({"subject_prefix": "a.b"});
     let errors = errors_for(doc);
-    for field in [
-        "shared_secret:",
-        "cookie_expire:",
-        "routes[0].from:",
-        "routes[0].policy:",
-        "nats.subject_prefix:",
-    ] {
-        assert!(
-            errors.iter().any(|e| e.starts_with(field)),
-            "{field} missing in {errors:?}"
-        );
+    for field in
+        ["shared_secret:", "cookie_expire:", "routes[0].from:", "routes[0].policy:", "nats.subject_prefix:"]
+    {
+        assert!(errors.iter().any(|e| e.starts_with(field)), "{field} missing in {errors:?}");
     }
 }
 
@@ -77,11 +63,7 @@ fn errors_name_every_bad_field() {
 fn tls_or_insecure_server_is_required() {
     let mut doc = base();
     doc.as_object_mut().map(|m| m.remove("insecure_server"));
-    assert!(
-        errors_for(doc)
-            .iter()
-            .any(|e| e.starts_with("certificate_file:"))
-    );
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("certificate_file:")));
 }
 
 #[test]
@@ -98,21 +80,14 @@ fn unknown_keys_warn_without_failing() {
 fn legacy_keys_combine_as_pomerium_does() {
     let mut doc = base();
     doc["routes"][0]["allow_public_unauthenticated_access"] = json!(true);
-    assert!(
-        errors_for(doc)
-            .iter()
-            .any(|e| e.starts_with("routes[0].allow_public_unauthenticated_access"))
-    );
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].allow_public_unauthenticated_access")));
 }
 
 #[test]
 fn idp_scopes_accept_a_comma_string() {
     let mut doc = base();
     doc["idp_scopes"] = json!("email, profile,groups");
-    assert_eq!(
-        validate(doc).expect("valid").idp.scopes,
-        ["openid", "email", "profile", "groups"]
-    );
+    assert_eq!(validate(doc).expect("valid").idp.scopes, ["openid", "email", "profile", "groups"]);
 }
 
 #[test]

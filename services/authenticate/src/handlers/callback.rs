@@ -8,9 +8,7 @@ use portcullis_runtime::bucket::KvError;
 use portcullis_runtime::crypto::sha256_b64;
 use portcullis_runtime::flow::{CallbackHandle, HANDLE_LIFETIME_SECS, params, paths};
 use portcullis_runtime::now_unix;
-use portcullis_schemas::messages::{
-    CreateSessionReply, CreateSessionRequest, Identity, LoginState,
-};
+use portcullis_schemas::messages::{CreateSessionReply, CreateSessionRequest, Identity, LoginState};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 use url::Url;
@@ -30,20 +28,13 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         );
     }
     let (Some(state), Some(code)) = (req.query("state"), req.query("code")) else {
-        return Reply::error(
-            req,
-            400,
-            "Sign-in failed",
-            "The callback is missing `state` or `code`.",
-        );
+        return Reply::error(req, 400, "Sign-in failed", "The callback is missing `state` or `code`.");
     };
     let login = match consume(ctx, state).await {
         Ok(l) => l,
         Err(reply) => return reply(req),
     };
-    let binding = req
-        .cookie(LOGIN_BINDING_COOKIE)
-        .map(|c| sha256_b64(c.as_bytes()));
+    let binding = req.cookie(LOGIN_BINDING_COOKIE).map(|c| sha256_b64(c.as_bytes()));
     if binding.as_deref() != Some(login.browser_binding.as_str()) {
         warn!("login state presented by a browser that did not start it");
         return Reply::error(
@@ -85,11 +76,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
             );
         }
     };
-    let sub = id_claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let sub = id_claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
     let userinfo = match provider.userinfo(&tokens.access_token, &sub).await {
         Ok(u) => u,
         Err(e) => {
@@ -103,11 +90,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         }
     };
     let identity = identity(sub, id_claims, userinfo);
-    let idp_session_id = identity
-        .claims
-        .get("sid")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let idp_session_id = identity.claims.get("sid").and_then(Value::as_str).map(str::to_owned);
     let create = CreateSessionRequest {
         identity,
         idp: provider.issuer().to_owned(),
@@ -115,31 +98,23 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         sealed_tokens: ctx.token_sealer.seal_json(&tokens, TOKENS_AAD),
         expires_at: now_unix() + ctx.config.cookie.expire.as_secs() as i64,
     };
-    let created: CreateSessionReply = match ctx
-        .bus
-        .request(ctx.bus.contract().cache_session_create(), &create)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(error = %e, "session create failed");
-            return Reply::error(
-                req,
-                503,
-                "Sign-in failed",
-                "The session store is not reachable; try again shortly.",
-            );
-        }
-    };
+    let created: CreateSessionReply =
+        match ctx.bus.request(ctx.bus.contract().cache_session_create(), &create).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "session create failed");
+                return Reply::error(
+                    req,
+                    503,
+                    "Sign-in failed",
+                    "The session store is not reachable; try again shortly.",
+                );
+            }
+        };
     info!(user = %create.identity.user_id, "signed in");
     match handoff(ctx, &login.redirect_uri, created) {
         Some(location) => Reply::redirect(location.as_str()),
-        None => Reply::error(
-            req,
-            400,
-            "Sign-in failed",
-            "The redirect target is not a configured route.",
-        ),
+        None => Reply::error(req, 400, "Sign-in failed", "The redirect target is not a configured route."),
     }
 }
 
@@ -179,9 +154,7 @@ async fn consume(ctx: &Ctx, state: &str) -> Result<LoginState, Refusal> {
             return Err(unavailable);
         }
     }
-    ctx.login_sealer
-        .open_json(&sealed, state.as_bytes())
-        .map_err(|_| unknown as Refusal)
+    ctx.login_sealer.open_json(&sealed, state.as_bytes()).map_err(|_| unknown as Refusal)
 }
 
 /// Verify, re-discovering once if the token names a key we do not have (key rotation).
@@ -194,8 +167,7 @@ async fn verify(
     match provider.verify_id_token(id_token, nonce) {
         Err(ProviderError::UnknownKey) => {
             info!("ID token signed with an unknown key; refreshing the IdP's keys");
-            let fresh =
-                Provider::discover(&ctx.config.idp, &redirect_url(ctx), ctx.http.clone()).await?;
+            let fresh = Provider::discover(&ctx.config.idp, &redirect_url(ctx), ctx.http.clone()).await?;
             let result = fresh.verify_id_token(id_token, nonce);
             ctx.set_provider(fresh);
             result
@@ -216,27 +188,16 @@ fn identity(sub: String, mut claims: Map<String, Value>, userinfo: Map<String, V
     claims.extend(userinfo);
     let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
     let groups = match claims.get("groups") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     };
-    Identity {
-        user_id: sub,
-        email: text("email"),
-        name: text("name"),
-        groups,
-        claims,
-    }
+    Identity { user_id: sub, email: text("email"), name: text("name"), groups, claims }
 }
 
 /// The route host's callback URL carrying a sealed handle for the new session.
 fn handoff(ctx: &Ctx, redirect_uri: &str, created: CreateSessionReply) -> Option<Url> {
-    let target = Url::parse(redirect_uri)
-        .ok()
-        .filter(|u| ctx.config.is_route_url(u))?;
+    let target = Url::parse(redirect_uri).ok().filter(|u| ctx.config.is_route_url(u))?;
     let host = target.host_str()?.to_ascii_lowercase();
     let handle = CallbackHandle {
         session_id: created.session_id,
@@ -248,7 +209,6 @@ fn handoff(ctx: &Ctx, redirect_uri: &str, created: CreateSessionReply) -> Option
     url.set_path(paths::CALLBACK);
     url.set_query(None);
     url.set_fragment(None);
-    url.query_pairs_mut()
-        .append_pair(params::HANDLE, &handle.seal(&ctx.handle_sealer, &host));
+    url.query_pairs_mut().append_pair(params::HANDLE, &handle.seal(&ctx.handle_sealer, &host));
     Some(url)
 }

@@ -39,12 +39,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(
-        config: Arc<Config>,
-        bus: Bus,
-        logins: Bucket<String>,
-        http: reqwest::Client,
-    ) -> Ctx {
+    pub fn new(config: Arc<Config>, bus: Bus, logins: Bucket<String>, http: reqwest::Client) -> Ctx {
         let shared = &config.shared_secret;
         Ctx {
             login_sealer: Sealer::new(shared, Purpose::LoginState),
@@ -72,21 +67,14 @@ impl Ctx {
 
     /// Host of the authenticate service URL (lower case).
     fn authenticate_host(&self) -> String {
-        self.config
-            .authenticate_url
-            .host_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase()
+        self.config.authenticate_url.host_str().unwrap_or_default().to_ascii_lowercase()
     }
 }
 
 /// Strip the port from a Host value and lower-case it.
 pub fn bare_host(host: &str) -> String {
     let host = if host.starts_with('[') {
-        host.split(']')
-            .next()
-            .map(|h| format!("{h}]"))
-            .unwrap_or_default()
+        host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned()
     };
@@ -105,12 +93,7 @@ pub async fn http(ctx: Arc<Ctx>, raw: HttpRequest) -> Result<HttpReply, ErrorRep
         (false, "GET", paths::SIGN_OUT) => sign_out::confirm(),
         (false, "POST", paths::SIGN_OUT) => sign_out::handle(&ctx, &req).await,
         (_, "GET" | "POST", _) => Reply::error(&req, 404, "Not found", "There is nothing here."),
-        _ => Reply::error(
-            &req,
-            405,
-            "Method not allowed",
-            "This endpoint does not take that method.",
-        ),
+        _ => Reply::error(&req, 405, "Method not allowed", "This endpoint does not take that method."),
     };
     Ok(reply.into_http())
 }

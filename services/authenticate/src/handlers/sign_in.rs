@@ -91,8 +91,6 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         "login started"
     );
     let max_age = portcullis_runtime::buckets::LOGIN_STATE_TTL.as_secs() as i64;
-    Reply::redirect(idp_url.as_str()).header(
-        "set-cookie",
-        set_cookie(LOGIN_BINDING_COOKIE, &binding, "/", max_age, req.is_https()),
-    )
+    Reply::redirect(idp_url.as_str())
+        .header("set-cookie", set_cookie(LOGIN_BINDING_COOKIE, &binding, "/", max_age, req.is_https()))
 }

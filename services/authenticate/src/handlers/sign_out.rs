@@ -28,15 +28,8 @@ pub fn confirm() -> Reply {
 pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
     let mut id_token = None;
     if let Some(session_id) = &req.raw.session_id {
-        let revoke = RevokeSessionRequest {
-            session_id: session_id.clone(),
-            reason: RevokeReason::SignOut,
-        };
-        match ctx
-            .bus
-            .request::<_, SessionReply>(ctx.bus.contract().cache_session_revoke(), &revoke)
-            .await
-        {
+        let revoke = RevokeSessionRequest { session_id: session_id.clone(), reason: RevokeReason::SignOut };
+        match ctx.bus.request::<_, SessionReply>(ctx.bus.contract().cache_session_revoke(), &revoke).await {
             Ok(SessionReply { session: Some(s) }) => {
                 info!(user = %s.identity.user_id, "signed out");
                 id_token = ctx
@@ -67,11 +60,5 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
 }
 
 pub fn signed_out() -> Reply {
-    Reply::html(
-        200,
-        pages::page(
-            "Signed out",
-            "<p>You are signed out. You can close this window.</p>",
-        ),
-    )
+    Reply::html(200, pages::page("Signed out", "<p>You are signed out. You can close this window.</p>"))
 }

@@ -13,14 +13,8 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
     let session = match &req.raw.session_id {
         None => None,
         Some(id) => {
-            let get = GetSessionRequest {
-                session_id: id.clone(),
-            };
-            match ctx
-                .bus
-                .request::<_, SessionReply>(ctx.bus.contract().cache_session_get(), &get)
-                .await
-            {
+            let get = GetSessionRequest { session_id: id.clone() };
+            match ctx.bus.request::<_, SessionReply>(ctx.bus.contract().cache_session_get(), &get).await {
                 Ok(r) => r.session,
                 Err(e) => {
                     warn!(error = %e, "session lookup failed");
@@ -36,12 +30,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
     };
     let Some(s) = session else {
         let here = format!("{}://{}{}", req.raw.scheme, req.raw.host, paths::USER);
-        let url = flow::sign_in_url(
-            &ctx.config.authenticate_url,
-            &ctx.sign_in_signer,
-            &here,
-            now_unix(),
-        );
+        let url = flow::sign_in_url(&ctx.config.authenticate_url, &ctx.sign_in_signer, &here, now_unix());
         return Reply::redirect(url.as_str());
     };
     let groups = if s.identity.groups.is_empty() {
@@ -54,9 +43,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let expires = DateTime::from_timestamp(s.expires_at, 0)
-        .map(|t| t.to_rfc2822())
-        .unwrap_or_default();
+    let expires = DateTime::from_timestamp(s.expires_at, 0).map(|t| t.to_rfc2822()).unwrap_or_default();
     let body = format!(
         "<dl><dt>Email</dt><dd>{email}</dd><dt>Name</dt><dd>{name}</dd><dt>User ID</dt><dd><code>{user}</code></dd>\
          <dt>Groups</dt><dd>{groups}</dd><dt>Session expires</dt><dd>{expires}</dd><dt>Identity provider</dt><dd>{idp}</dd></dl>\

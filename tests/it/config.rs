@@ -1,0 +1,76 @@
+//! Configuration as users meet it: a Pomerium config.yaml over TLS, and `check-config`.
+
+use std::process::Command;
+
+use portcullis_e2e::portcullis::{Options, binary};
+use portcullis_e2e::{TempDir, TestEnv};
+
+#[tokio::test]
+async fn a_pomerium_config_runs_unchanged_over_tls_with_http2() {
+    let env = TestEnv::start_with(Options { tls: true, ..Options::default() }).await;
+    let browser = env.browser();
+    let trace = browser.login(&env.app_url("/tls"), "alice").await;
+    assert_eq!(trace.final_response.status(), 200, "{}", env.logs());
+    assert_eq!(trace.final_response.version(), reqwest::Version::HTTP_2, "ALPN negotiated h2");
+
+    let callback = trace.hop("/.portcullis/callback").expect("route-host callback");
+    let cookie = callback
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("_pomerium="))
+        .expect("Pomerium's default cookie name");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+
+    let seen = env.upstream.last().unwrap();
+    assert_eq!(seen.path_and_query, "/tls");
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert!(seen.header("x-portcullis-jwt-assertion").is_some());
+
+    // allowed_users matches by email: bob is refused.
+    let bob = env.browser();
+    assert_eq!(bob.login(&env.app_url("/tls"), "bob").await.final_response.status(), 403);
+}
+
+fn check_config(yaml: &str) -> (i32, String) {
+    let dir = TempDir::new("check");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_valid_file_and_names_every_bad_field() {
+    let valid = "address: :8443\ninsecure_server: true\nauthenticate_service_url: https://auth.example.com\n\
+                 idp_provider_url: https://idp.example.com\nidp_client_id: c\nidp_client_secret: s\n\
+                 shared_secret: c2hhcmVkLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=\n\
+                 routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:9000\n    allow_any_authenticated_user: true\n\
+                 log_level: debug\n";
+    let (code, out) = check_config(valid);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok (1 routes)"), "{out}");
+    assert!(out.contains("log_level: unknown or unsupported key"), "{out}");
+
+    let invalid = valid
+        .replace("shared_secret: c2hhcmVkLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=", "shared_secret: tooshort")
+        .replace("from: https://app.example.com", "from: app.example.com")
+        .replace("allow_any_authenticated_user: true", "policy: {allow: {or: [{device: {is: x}}]}}");
+    let (code, out) = check_config(&invalid);
+    assert_eq!(code, 2, "{out}");
+    for field in ["shared_secret:", "routes[0].from:", "routes[0].policy:"] {
+        assert!(out.contains(field), "{field} not named in: {out}");
+    }
+
+    let (code, out) = check_config(": not yaml :\n  - [");
+    assert_eq!(code, 2, "{out}");
+}
