@@ -34,7 +34,7 @@ test: deps build
     #!/usr/bin/env bash
     set -uo pipefail
     log="$(mktemp)"
-    cargo test --locked --workspace 2>&1 | tee "$log"
+    cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
     awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"

@@ -215,8 +215,12 @@ pub struct LoginState {
     pub redirect_uri: String,
     pub pkce_verifier: String,
     pub nonce: String,
-    /// SHA-256 (base64url) of the browser-binding cookie set when the login began.
+    /// SHA-256 (base64url) of the browser-binding cookie set on the authenticate host when
+    /// the login began.
     pub browser_binding: String,
+    /// SHA-256 (base64url) of the binding cookie the proxy set on the route host; handed
+    /// back in the callback handle.
+    pub route_binding: String,
     /// Unix seconds.
     pub created_at: i64,
 }

@@ -10,10 +10,11 @@ pub const QUEUE_GROUP: &str = "portcullis";
 pub fn is_valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.len() <= 32
-        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// The four services, as named in NATS service discovery (`nats micro ls`).
+/// The services that answer requests, as named in NATS service discovery (`nats micro ls`).
+/// (The proxy only asks.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceName {
     Authorize,
@@ -113,7 +114,7 @@ impl Contract {
 
     /// The JetStream stream holding every event, on subjects [`Contract::events_wildcard`].
     pub fn events_stream(&self) -> String {
-        format!("{}_EVENTS", self.prefix.to_ascii_uppercase().replace('-', "_"))
+        format!("{}_EVENTS", self.prefix.to_ascii_uppercase())
     }
 
     /// Subjects captured by the events stream (`portcullis.events.>`).
@@ -127,7 +128,7 @@ impl Contract {
     }
 
     fn bucket(&self, name: &str) -> String {
-        format!("{}_{name}", self.prefix.replace('-', "_"))
+        format!("{}_{name}", self.prefix)
     }
 }
 
@@ -160,8 +161,9 @@ mod tests {
     #[test]
     fn prefixes_are_validated() {
         assert!(is_valid_prefix("portcullis"));
-        assert!(is_valid_prefix("team-a_2"));
-        for bad in ["", "a.b", "a>", "A", "a b", "*"] {
+        assert!(is_valid_prefix("team_a2"));
+        // `-` would map to `_` in bucket names, so `team-a` and `team_a` would collide.
+        for bad in ["", "a.b", "a>", "A", "a b", "*", "team-a"] {
             assert!(!is_valid_prefix(bad), "{bad:?}");
         }
     }

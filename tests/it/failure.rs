@@ -1,5 +1,7 @@
 //! Failure behaviour: fail closed, survive restarts, split deployments.
 
+use portcullis_schemas::Contract;
+use portcullis_schemas::events::SESSION_REVOKED;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,7 +19,10 @@ async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie(
 
     // A stalled authorize (subscribed, never answers): 503 after the configured timeout.
     let nats = env.nats.client().await;
-    let mut stalled = nats.queue_subscribe("portcullis.authorize.check", "portcullis".into()).await.unwrap();
+    let mut stalled = nats
+        .queue_subscribe(Contract::default().authorize_check(), Contract::default().queue_group().into())
+        .await
+        .unwrap();
     let drain = tokio::spawn(async move { while stalled.next().await.is_some() {} });
     env.kill("authorize");
     let started = Instant::now();
@@ -72,4 +77,36 @@ async fn login_works_with_four_separate_processes() {
     let seen = env.upstream.last().unwrap();
     assert_eq!(seen.path_and_query, "/split");
     assert!(seen.header("x-portcullis-jwt-assertion").is_some());
+}
+
+#[tokio::test]
+async fn each_service_works_with_only_the_nats_permissions_deploy_gives_it() {
+    let env = TestEnv::start_with(Options { split: true, nats_users: true, ..Options::default() }).await;
+    let browser = env.browser();
+    let trace = browser.login(&env.app_url("/least-privilege"), "alice").await;
+    assert_eq!(trace.final_response.status(), 200, "{}", env.logs());
+
+    let out = browser.client.post(env.app_url("/.portcullis/sign_out")).send().await.unwrap();
+    assert_eq!(out.status(), 302, "{}", env.logs());
+    assert!(env.session_ids().await.is_empty(), "revoked through cache with its own rights");
+    let revoked = eventually("session.revoked published by cache", Duration::from_secs(5), || async {
+        env.events().await.into_iter().find(|e| e["type"] == SESSION_REVOKED)
+    })
+    .await;
+    assert_eq!(revoked["data"]["reason"], "sign_out");
+
+    // The proxy's user cannot read sessions, nor receive what authorize receives.
+    let proxy = async_nats::jetstream::new(env.nats.client_as("proxy").await);
+    assert!(
+        proxy.get_key_value(Contract::default().sessions_bucket()).await.is_err(),
+        "proxy must not read sessions"
+    );
+    let proxy_client = env.nats.client_as("proxy").await;
+    let mut sub = proxy_client.subscribe(Contract::default().authorize_check()).await.unwrap();
+    proxy_client.flush().await.unwrap();
+    let admin = env.nats.client().await;
+    let _ = admin.publish(Contract::default().authorize_check(), "{}".into()).await;
+    admin.flush().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+    assert!(!matches!(got, Ok(Some(_))), "proxy must not receive authorize requests");
 }

@@ -1,5 +1,6 @@
 //! The login flow, the identity JWT, header hygiene and sign-out.
 
+use portcullis_schemas::events::{SESSION_CREATED, SESSION_REVOKED};
 use std::time::Duration;
 
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
@@ -73,7 +74,7 @@ async fn login_lands_on_the_original_url_with_a_verifiable_identity_jwt() {
     assert_eq!(env.session_ids().await, vec![sid.to_owned()], "the session is in KV");
 
     let created: Vec<Value> =
-        env.events().await.into_iter().filter(|e| e["type"] == "io.portcullis.session.created.v1").collect();
+        env.events().await.into_iter().filter(|e| e["type"] == SESSION_CREATED).collect();
     assert_eq!(created.len(), 1);
     assert_eq!(created[0]["subject"], sid);
     assert_eq!(created[0]["specversion"], "1.0");
@@ -173,7 +174,7 @@ async fn sign_out_revokes_the_session_everywhere() {
 
     assert!(env.session_ids().await.is_empty(), "the session left KV");
     let revoked = eventually("session.revoked on the stream", Duration::from_secs(5), || async {
-        env.events().await.into_iter().find(|e| e["type"] == "io.portcullis.session.revoked.v1")
+        env.events().await.into_iter().find(|e| e["type"] == SESSION_REVOKED)
     })
     .await;
     assert_eq!(revoked["subject"], sid.as_str());
@@ -216,11 +217,18 @@ async fn replayed_tampered_or_forged_login_steps_get_400_and_create_no_session()
         &auth,
         &signer,
         &env.app_url("/"),
+        "binding",
         portcullis_runtime::now_unix() - 3600,
     );
     let r = browser.get_html(expired.as_str()).await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("expired"));
+
+    // The route-host handoff link: useless in another browser, and used up in this one.
+    let handoff = trace.hop("/.portcullis/callback").expect("handoff hop").url.clone();
+    let stranger = env.browser();
+    assert_eq!(stranger.get_html(&handoff).await.unwrap().status(), 400, "a leaked link gives nothing");
+    assert_eq!(browser.get_html(&handoff).await.unwrap().status(), 400, "the link is single-use");
 
     // A forged callback handle on the route host.
     let forged = browser.get_html(&env.app_url("/.portcullis/callback?handle=AAAA")).await.unwrap();

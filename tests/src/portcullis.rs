@@ -1,5 +1,6 @@
 //! The `portcullis` binary under test, and [`TestEnv`]: NATS + IdP + upstream + Portcullis.
 
+use portcullis_schemas::Contract;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,7 +27,12 @@ pub struct Portcullis {
 }
 
 impl Portcullis {
-    pub fn spawn(subcommand: &str, config: &std::path::Path, log: PathBuf) -> Portcullis {
+    pub fn spawn(
+        subcommand: &str,
+        config: &std::path::Path,
+        log: PathBuf,
+        nats_url: Option<String>,
+    ) -> Portcullis {
         let bin = binary();
         assert!(
             bin.is_file(),
@@ -35,7 +41,11 @@ impl Portcullis {
         );
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(url) = nats_url {
+            command.env("PORTCULLIS_NATS__URL", url);
+        }
+        let child = command
             .arg(subcommand)
             .arg("--config")
             .arg(config)
@@ -72,11 +82,14 @@ pub struct Options {
     /// Serve HTTPS with a fresh self-signed certificate, from a config written the way a
     /// Pomerium user would write it (Pomerium's keys only, Pomerium's defaults).
     pub tls: bool,
+    /// Run NATS with `deploy/nats/nats-server.conf`; each service connects as its own user
+    /// (needs `split`).
+    pub nats_users: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { split: false, request_timeout: "2s", tls: false }
+        Options { split: false, request_timeout: "2s", tls: false, nats_users: false }
     }
 }
 
@@ -106,8 +119,11 @@ impl TestEnv {
         let auth = format!("{scheme}://authenticate.localhost:{port}");
         let (redirect, post_logout) =
             (format!("{auth}/oauth2/callback"), format!("{auth}/.portcullis/signed_out"));
-        let (nats, idp, upstream) =
-            tokio::join!(NatsServer::start(), Idp::start(&redirect, &post_logout), Upstream::start());
+        let (nats, idp, upstream) = tokio::join!(
+            NatsServer::start_with(options.nats_users),
+            Idp::start(&redirect, &post_logout),
+            Upstream::start()
+        );
         let config_path = dir.path().join("config.yaml");
         let (yaml, certificate) = if options.tls {
             let pem = self_signed_certificate(dir.path());
@@ -137,7 +153,8 @@ impl TestEnv {
             if self.options.split { &["cache", "authorize", "authenticate", "proxy"] } else { &["all"] };
         for (i, sub) in subcommands.iter().enumerate() {
             let log = self.dir.path().join(format!("portcullis-{sub}-{}-{i}.log", self.processes.len()));
-            self.processes.push((sub.to_string(), Portcullis::spawn(sub, &self.config_path, log)));
+            let url = self.nats.with_users.then(|| self.nats.url_for(sub));
+            self.processes.push((sub.to_string(), Portcullis::spawn(sub, &self.config_path, log, url)));
         }
         self.wait_ready().await;
     }
@@ -167,7 +184,7 @@ impl TestEnv {
         eventually("cache service answering", Duration::from_secs(20), || {
             let nats = nats.clone();
             let probe = probe.clone();
-            async move { nats.request("portcullis.cache.session.get", probe.into()).await.ok() }
+            async move { nats.request(Contract::default().cache_session_get(), probe.into()).await.ok() }
         })
         .await;
         eventually(
@@ -217,7 +234,7 @@ impl TestEnv {
     pub async fn session_ids(&self) -> Vec<String> {
         use futures::TryStreamExt;
         let js = self.jetstream().await;
-        let Ok(kv) = js.get_key_value("portcullis_sessions").await else {
+        let Ok(kv) = js.get_key_value(Contract::default().sessions_bucket()).await else {
             return Vec::new();
         };
         match kv.keys().await {
@@ -226,27 +243,19 @@ impl TestEnv {
         }
     }
 
-    /// Every event on the events stream, as JSON.
+    /// Every event on the events stream, as JSON, in order.
     pub async fn events(&self) -> Vec<serde_json::Value> {
-        use futures::StreamExt;
         let js = self.jetstream().await;
-        let Ok(stream) = js.get_stream("PORTCULLIS_EVENTS").await else {
+        let Ok(mut stream) = js.get_stream(Contract::default().events_stream()).await else {
             return Vec::new();
         };
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
-            .await
-            .expect("ordered consumer");
+        let Ok(info) = stream.info().await else { return Vec::new() };
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let mut out = Vec::new();
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1000)
-            .expires(Duration::from_millis(300))
-            .messages()
-            .await
-            .expect("fetch");
-        while let Some(Ok(m)) = batch.next().await {
-            out.push(serde_json::from_slice(&m.payload).expect("event is JSON"));
+        for seq in first..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                out.push(serde_json::from_slice(&m.payload).expect("event is JSON"));
+            }
         }
         out
     }

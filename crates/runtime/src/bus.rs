@@ -58,6 +58,9 @@ fn nats_err(e: impl std::fmt::Display) -> BusError {
     BusError::Nats(e.to_string())
 }
 
+/// Attempts to publish one event (each with the same event id).
+const PUBLISH_ATTEMPTS: u64 = 3;
+
 /// Settings of a bucket this service needs.
 #[derive(Debug, Clone)]
 pub struct BucketSpec {
@@ -105,7 +108,12 @@ impl Bus {
         if let Some(path) = &config.creds_file {
             options = options.credentials_file(path).await.map_err(nats_err)?;
         }
-        let client = options.connect(config.url.as_str()).await.map_err(nats_err)?;
+        // async-nats ignores credentials in the URL: take them out and pass them explicitly.
+        let (url, user_pass) = split_credentials(&config.url);
+        if let Some((user, pass)) = user_pass {
+            options = options.user_and_password(user, pass);
+        }
+        let client = options.connect(url.as_str()).await.map_err(nats_err)?;
         let js = jetstream::new(client.clone());
         Ok(Bus {
             client,
@@ -225,13 +233,24 @@ impl Bus {
             .map_err(nats_err)
     }
 
-    /// Publish `data` as a structured-mode CloudEvent and wait for the stream's ack.
-    /// Returns the event id. Retrying with the same id stores it once (`Nats-Msg-Id`).
+    /// Publish `data` as a structured-mode CloudEvent and wait for the stream's ack, trying
+    /// up to three times. Every attempt carries the same event id as `Nats-Msg-Id`, so an
+    /// attempt whose ack was lost is not stored twice. Returns the event id.
     pub async fn publish_event<E: EventData>(&self, data: &E) -> Result<String, BusError> {
         let (id, body) =
             events::structured(&self.source, data).map_err(|e| BusError::Decode(e.to_string()))?;
-        self.publish_event_bytes(E::KIND, &id, body).await?;
-        Ok(id)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.publish_event_bytes(E::KIND, &id, body.clone()).await {
+                Ok(()) => return Ok(id),
+                Err(e) if attempt >= PUBLISH_ATTEMPTS => return Err(e),
+                Err(error) => {
+                    warn!(%error, kind = E::KIND, attempt, "publishing event failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
     }
 
     async fn publish_event_bytes(&self, kind: &str, id: &str, body: Vec<u8>) -> Result<(), BusError> {
@@ -261,6 +280,28 @@ impl Bus {
     /// Flush pending publishes (at shutdown).
     pub async fn flush(&self) {
         let _ = self.client.flush().await;
+    }
+}
+
+/// Split `nats://user:pass@host:port[,..]` into the URL without credentials and the
+/// (percent-decoded) user and password.
+pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let Some((userinfo, host)) = rest.split_once('@') else { return (url.to_owned(), None) };
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
+    };
+    let user = decode(user).unwrap_or_default();
+    let pass = decode(pass).unwrap_or_default();
+    (format!("{scheme}://{host}"), Some((user, pass)))
+}
+
+/// `url` with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match split_credentials(url) {
+        (bare, Some((user, _))) => bare.replacen("://", &format!("://{user}:***@"), 1),
+        (bare, None) => bare,
     }
 }
 
@@ -336,5 +377,19 @@ where
             return None;
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_out_of_urls_and_never_into_logs() {
+        let (url, creds) = split_credentials("nats://proxy:s%40cret@nats.internal:4222");
+        assert_eq!(url, "nats://nats.internal:4222");
+        assert_eq!(creds, Some(("proxy".into(), "s@cret".into())));
+        assert_eq!(split_credentials("nats://127.0.0.1:4222").1, None);
+        assert_eq!(redact("nats://proxy:secret@h:4222"), "nats://proxy:***@h:4222");
     }
 }

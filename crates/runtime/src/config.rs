@@ -35,6 +35,13 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 const DEFAULT_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
+/// `PORTCULLIS_*` variables that are not configuration keys (lower case, prefix removed).
+const NOT_CONFIG_ENV: &[&str] = &["config", "log_format", "bin"];
+
+/// Route keys Pomerium has that would make a route match or allow more if ignored: refusing
+/// to start is safer than warning.
+const UNSUPPORTED_WIDENING_ROUTE_KEYS: &[&str] = &["regex"];
+
 /// Top-level keys Portcullis reads. Anything else in the file is warned about.
 const KNOWN_KEYS: &[&str] = &[
     "address",
@@ -121,6 +128,18 @@ impl StringOrList {
     }
 }
 
+/// Accept a string, or a number or boolean as its text: environment overrides arrive typed
+/// (`PORTCULLIS_IDP_CLIENT_SECRET=123456` is a number), and a secret is still a string.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Some(_) => Err(serde::de::Error::custom("expected a string")),
+    }
+}
+
 /// A duration as a Go string (`"14h"`) or a number of seconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -139,17 +158,24 @@ pub struct RawConfig {
     pub authenticate_service_url: Option<String>,
     pub idp_provider: Option<String>,
     pub idp_provider_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub idp_client_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub idp_client_secret: Option<String>,
     pub idp_client_secret_file: Option<PathBuf>,
     pub idp_scopes: Option<StringOrList>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub shared_secret: Option<String>,
     pub shared_secret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub cookie_secret: Option<String>,
     pub cookie_secret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub cookie_name: Option<String>,
     pub cookie_expire: Option<RawDuration>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub cookie_domain: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub signing_key: Option<String>,
     pub signing_key_file: Option<PathBuf>,
     pub pass_identity_headers: Option<bool>,
@@ -323,7 +349,8 @@ pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
     if !path.is_file() {
         return Err(read_err("no such file".into()));
     }
-    let figment = Figment::from(Yaml::file_exact(path)).merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let env = Env::prefixed(ENV_PREFIX).ignore(NOT_CONFIG_ENV).split("__");
+    let figment = Figment::from(Yaml::file_exact(path)).merge(env);
     let value: Value = figment.extract().map_err(|e| read_err(e.to_string()))?;
     let mut raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| {
         ConfigError::Invalid(vec![FieldError { field: "(document)".into(), message: e.to_string() }])
@@ -409,8 +436,23 @@ impl RawConfig {
         let pass_identity_default = self.pass_identity_headers.unwrap_or(true);
         let routes = routes(&mut p, &self.routes, pass_identity_default);
         let nats = self.nats(&mut p);
-        let warnings =
+        let mut warnings: Vec<String> =
             self.unknown_keys.iter().map(|k| format!("{k}: unknown or unsupported key, ignored")).collect();
+        for r in routes.iter().filter(|r| r.to.len() > 1) {
+            warnings.push(format!(
+                "routes[{}].to: load balancing is not supported yet; only the first upstream is used",
+                r.index
+            ));
+        }
+        if let Some(auth_host) = authenticate_url.as_ref().and_then(|u| u.host_str()) {
+            let auth_host = auth_host.to_ascii_lowercase();
+            for r in routes.iter().filter(|r| r.from.host == auth_host) {
+                p.add(
+                    format!("routes[{}].from", r.index),
+                    "must not use the host of authenticate_service_url (that host belongs to the sign-in flow)",
+                );
+            }
+        }
 
         match (server, authenticate_url, idp, shared_secret, cookie, signing_key, nats) {
             (
@@ -581,7 +623,7 @@ impl RawConfig {
         }
         let prefix = self.nats.subject_prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into());
         if !is_valid_prefix(&prefix) {
-            p.add("nats.subject_prefix", "must be 1-32 characters of a-z, 0-9, `-` or `_`");
+            p.add("nats.subject_prefix", "must be 1-32 characters of a-z, 0-9 or `_`");
             return None;
         }
         let request_timeout = match &self.nats.request_timeout {
@@ -665,6 +707,14 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
     let mut out = Vec::with_capacity(raw.len());
     for (i, value) in raw.iter().enumerate() {
         let field = |k: &str| format!("routes[{i}].{k}");
+        for key in UNSUPPORTED_WIDENING_ROUTE_KEYS {
+            if value.get(key).is_some() {
+                p.add(
+                    field(key),
+                    "not supported yet; refusing to start, since ignoring it would widen the route",
+                );
+            }
+        }
         let r: RawRoute = match serde_json::from_value(value.clone()) {
             Ok(r) => r,
             Err(e) => {

@@ -33,6 +33,15 @@ pub mod params {
     pub const EXPIRY: &str = "exp";
     pub const SIGNATURE: &str = "sig";
     pub const HANDLE: &str = "handle";
+    /// SHA-256 of the route host's login-binding cookie (see [`super::binding_cookie_name`]).
+    pub const BINDING: &str = "binding";
+}
+
+/// The cookie on a route host that binds a login to the browser that started it: the
+/// proxy sets it with the sign-in redirect and requires it on the callback, so a callback
+/// link is useless in any other browser (no login CSRF, no leaked-link session theft).
+pub fn binding_cookie_name(session_cookie_name: &str) -> String {
+    format!("{session_cookie_name}_csrf")
 }
 
 /// How long a signed sign-in URL stays valid.
@@ -55,42 +64,55 @@ pub enum FlowError {
     BadHandle,
 }
 
-fn sign_in_message(redirect_uri: &str, exp: i64) -> Vec<u8> {
-    format!("{redirect_uri}\n{exp}").into_bytes()
+fn sign_in_message(redirect_uri: &str, binding: &str, exp: i64) -> Vec<u8> {
+    format!("{redirect_uri}\n{binding}\n{exp}").into_bytes()
 }
 
 /// The signed URL the proxy sends a browser to, to sign in and come back to `redirect_uri`.
-pub fn sign_in_url(authenticate: &Url, signer: &Signer, redirect_uri: &str, now: i64) -> Url {
+/// `binding` is the hash of the route host's binding cookie.
+pub fn sign_in_url(authenticate: &Url, signer: &Signer, redirect_uri: &str, binding: &str, now: i64) -> Url {
     let exp = now + SIGN_IN_URL_LIFETIME_SECS;
-    let sig = signer.sign(&sign_in_message(redirect_uri, exp));
+    let sig = signer.sign(&sign_in_message(redirect_uri, binding, exp));
     let mut url = authenticate.clone();
     url.set_path(paths::SIGN_IN);
     url.query_pairs_mut()
         .append_pair(params::REDIRECT_URI, redirect_uri)
+        .append_pair(params::BINDING, binding)
         .append_pair(params::EXPIRY, &exp.to_string())
         .append_pair(params::SIGNATURE, &sig);
     url
 }
 
-/// Check a sign-in URL's signature and expiry; returns the redirect target.
-pub fn verify_sign_in(
-    signer: &Signer,
-    redirect_uri: Option<&str>,
-    exp: Option<&str>,
-    sig: Option<&str>,
-    now: i64,
-) -> Result<String, FlowError> {
-    let redirect_uri = redirect_uri.ok_or(FlowError::Missing(params::REDIRECT_URI))?;
-    let exp_text = exp.ok_or(FlowError::Missing(params::EXPIRY))?;
-    let sig = sig.ok_or(FlowError::Missing(params::SIGNATURE))?;
+/// A verified sign-in request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    pub redirect_uri: String,
+    pub binding: String,
+}
+
+/// The query parameters of a sign-in URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignInParams<'a> {
+    pub redirect_uri: Option<&'a str>,
+    pub binding: Option<&'a str>,
+    pub exp: Option<&'a str>,
+    pub sig: Option<&'a str>,
+}
+
+/// Check a sign-in URL's signature and expiry.
+pub fn verify_sign_in(signer: &Signer, p: SignInParams<'_>, now: i64) -> Result<SignIn, FlowError> {
+    let redirect_uri = p.redirect_uri.ok_or(FlowError::Missing(params::REDIRECT_URI))?;
+    let binding = p.binding.ok_or(FlowError::Missing(params::BINDING))?;
+    let exp_text = p.exp.ok_or(FlowError::Missing(params::EXPIRY))?;
+    let sig = p.sig.ok_or(FlowError::Missing(params::SIGNATURE))?;
     let exp: i64 = exp_text.parse().map_err(|_| FlowError::BadSignature)?;
-    if !signer.verify(&sign_in_message(redirect_uri, exp), sig) {
+    if !signer.verify(&sign_in_message(redirect_uri, binding, exp), sig) {
         return Err(FlowError::BadSignature);
     }
     if exp < now {
         return Err(FlowError::Expired);
     }
-    Ok(redirect_uri.to_owned())
+    Ok(SignIn { redirect_uri: redirect_uri.to_owned(), binding: binding.to_owned() })
 }
 
 /// What authenticate hands a route host after a login: sealed, bound to that host, short-lived.
@@ -101,6 +123,8 @@ pub struct CallbackHandle {
     pub redirect_uri: String,
     /// Unix seconds; the session's own expiry (for the cookie's Max-Age).
     pub session_expires_at: i64,
+    /// Hash of the route host's binding cookie, which the callback must present.
+    pub binding: String,
     /// Unix seconds; the handle's expiry.
     pub exp: i64,
 }
@@ -143,24 +167,26 @@ mod tests {
     #[test]
     fn sign_in_urls_verify_and_expire() {
         let auth = Url::parse("https://auth.example.com").expect("url");
-        let url = sign_in_url(&auth, &signer(), "https://app.example.com/x?y=1", 1000);
+        let url = sign_in_url(&auth, &signer(), "https://app.example.com/x?y=1", "bind", 1000);
         assert_eq!(url.path(), paths::SIGN_IN);
-        let (r, e, s) = (query(&url, "redirect_uri"), query(&url, "exp"), query(&url, "sig"));
-        let ok = verify_sign_in(&signer(), r.as_deref(), e.as_deref(), s.as_deref(), 1000);
+        let (r, b) = (query(&url, "redirect_uri"), query(&url, "binding"));
+        let (e, s) = (query(&url, "exp"), query(&url, "sig"));
+        let p = SignInParams {
+            redirect_uri: r.as_deref(),
+            binding: b.as_deref(),
+            exp: e.as_deref(),
+            sig: s.as_deref(),
+        };
+        let ok = verify_sign_in(&signer(), p, 1000).map(|s| s.redirect_uri);
         assert_eq!(ok.as_deref(), Ok("https://app.example.com/x?y=1"));
-        let late = verify_sign_in(
-            &signer(),
-            r.as_deref(),
-            e.as_deref(),
-            s.as_deref(),
-            1000 + SIGN_IN_URL_LIFETIME_SECS + 1,
-        );
+        let late = verify_sign_in(&signer(), p, 1000 + SIGN_IN_URL_LIFETIME_SECS + 1);
         assert_eq!(late, Err(FlowError::Expired));
-        let swapped =
-            verify_sign_in(&signer(), Some("https://evil.example.com/"), e.as_deref(), s.as_deref(), 1000);
-        assert_eq!(swapped, Err(FlowError::BadSignature));
-        let extended = verify_sign_in(&signer(), r.as_deref(), Some("999999"), s.as_deref(), 1000);
-        assert_eq!(extended, Err(FlowError::BadSignature));
+        let swapped = SignInParams { redirect_uri: Some("https://evil.example.com/"), ..p };
+        assert_eq!(verify_sign_in(&signer(), swapped, 1000), Err(FlowError::BadSignature));
+        let rebound = SignInParams { binding: Some("attacker"), ..p };
+        assert_eq!(verify_sign_in(&signer(), rebound, 1000), Err(FlowError::BadSignature));
+        let extended = SignInParams { exp: Some("999999"), ..p };
+        assert_eq!(verify_sign_in(&signer(), extended, 1000), Err(FlowError::BadSignature));
     }
 
     #[test]
@@ -170,6 +196,7 @@ mod tests {
             session_id: "sid".into(),
             redirect_uri: "https://app.example.com/page".into(),
             session_expires_at: 5000,
+            binding: "b".into(),
             exp: 1060,
         };
         let sealed = h.seal(&sealer, "app.example.com");

@@ -58,6 +58,7 @@ impl App {
             _ = ready.wait_for(|r| *r) => {}
             _ = shutdown.wait() => return Ok(()),
         }
+        let pruner = tokio::spawn(prune(replica.clone(), minter.clone(), shutdown.clone()));
         let checker =
             Arc::new(Checker { config: config.clone(), replica: replica.clone(), minter, sessions });
         let Some(service) = bus::retry("registering the authorize service", &shutdown, || {
@@ -79,7 +80,18 @@ impl App {
             .await?;
         info!(routes = config.routes.len(), sessions = replica.session_count(), "authorize service ready");
         shutdown.wait().await;
-        let _ = tokio::join!(check, follower);
+        let _ = tokio::join!(check, follower, pruner);
         Ok(())
+    }
+}
+
+/// How often expired sessions are dropped from the replica.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn prune(replica: Arc<Replica>, minter: Arc<Minter>, shutdown: Shutdown) {
+    while !shutdown.sleep_or_stop(PRUNE_EVERY).await {
+        for id in replica.prune_expired(portcullis_runtime::now_unix()) {
+            minter.forget(&id);
+        }
     }
 }

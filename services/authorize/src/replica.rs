@@ -39,6 +39,18 @@ impl Replica {
         session
     }
 
+    /// Drop sessions past their expiry. The server removes them from KV by age without
+    /// telling watchers, so the replica forgets them itself. Returns the ids dropped.
+    pub fn prune_expired(&self, now: i64) -> Vec<String> {
+        let Ok(mut map) = self.sessions.write() else { return Vec::new() };
+        let expired: Vec<String> =
+            map.values().filter(|s| s.expires_at <= now).map(|s| s.id.clone()).collect();
+        for id in &expired {
+            map.remove(id);
+        }
+        expired
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.read().map(|m| m.len()).unwrap_or(0)
     }

@@ -12,12 +12,10 @@ use portcullis_schemas::messages::{
     CreateSessionReply, CreateSessionRequest, ErrorCode, ErrorReply, GetSessionRequest, RevokeSessionRequest,
     Session, SessionReply, User,
 };
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Bytes of randomness in a session id (256 bits).
 const SESSION_ID_BYTES: usize = 32;
-/// Attempts to publish an event before giving up (each retry de-duplicated by event id).
-const PUBLISH_ATTEMPTS: u32 = 3;
 
 /// What the handlers write to.
 pub struct Store {
@@ -133,17 +131,7 @@ pub async fn revoke_session(
 
 /// Publish an event; the state change already happened, so a failure is logged, not returned.
 async fn publish<E: EventData>(bus: &Bus, event: &E) {
-    let mut last = None;
-    for _ in 0..PUBLISH_ATTEMPTS {
-        match bus.publish_event(event).await {
-            Ok(_) => return,
-            Err(e) => {
-                warn!(error = %e, kind = E::KIND, "publishing event failed; retrying");
-                last = Some(e);
-            }
-        }
-    }
-    if let Some(e) = last {
+    if let Err(e) = bus.publish_event(event).await {
         error!(error = %e, kind = E::KIND, subject = event.subject(), "event lost after retries");
     }
 }

@@ -137,7 +137,7 @@ async fn run(config: Arc<Config>, services: &[Service]) -> anyhow::Result<()> {
             }
         }
     }
-    info!(nats = %config.nats.url, "portcullis started");
+    info!(nats = %portcullis_runtime::bus::redact(&config.nats.url), "portcullis started");
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         let outcome = match done {

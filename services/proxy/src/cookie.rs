@@ -24,6 +24,36 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
         .map(|(_, v)| v)
 }
 
+/// The login-binding cookie's value, if the request has a well-formed one.
+pub fn binding(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_values(headers, name)
+        .find(|v| {
+            v.len() >= 43
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+}
+
+/// `Set-Cookie` for the login-binding cookie (lives as long as a login may take).
+pub fn set_binding(name: &str, value: &str, secure: bool) -> String {
+    let max_age = portcullis_runtime::buckets::LOGIN_STATE_TTL.as_secs();
+    let mut c = format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+/// `Set-Cookie` that removes the login-binding cookie.
+pub fn clear_binding(name: &str, secure: bool) -> String {
+    let mut c = format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
 /// `Set-Cookie` for a new session.
 pub fn set(cookie: &CookieConfig, sealer: &Sealer, session_id: &str, max_age: i64, secure: bool) -> String {
     let value = sealer.seal(session_id.as_bytes(), cookie.name.as_bytes());

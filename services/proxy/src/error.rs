@@ -51,8 +51,7 @@ pub fn error(
             pages::error_page(status.as_u16(), title, message, reasons),
         )
     } else {
-        let code = title.to_ascii_lowercase().replace(' ', "_");
-        response(status, "application/json", pages::error_json(status.as_u16(), &code, message, reasons))
+        response(status, "application/json", pages::error_json(status.as_u16(), title, message, reasons))
     }
 }
 

@@ -8,7 +8,7 @@ use http::header::HOST;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use portcullis_runtime::config::{Config, Route};
-use portcullis_runtime::crypto::{Purpose, Sealer, Signer};
+use portcullis_runtime::crypto::{Purpose, Sealer, Signer, random_token, sha256_b64};
 use portcullis_runtime::flow::{self, paths};
 use portcullis_runtime::{Bus, BusError, now_unix};
 use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode};
@@ -16,6 +16,9 @@ use tracing::{debug, warn};
 
 use crate::forward::{self, Origin, UpstreamClient};
 use crate::{Body, cookie, error, internal, path};
+
+/// Bytes of randomness in a login-binding cookie.
+const BINDING_BYTES: usize = 32;
 
 /// Everything a request needs; shared by all connections.
 pub struct Proxy {
@@ -25,6 +28,8 @@ pub struct Proxy {
     pub cookie_sealer: Sealer,
     pub handle_sealer: Sealer,
     pub sign_in_signer: Signer,
+    /// Name of the route-host cookie binding a login to its browser.
+    pub binding_cookie: String,
     jwks: Bytes,
     authenticate_host: String,
 }
@@ -48,6 +53,7 @@ impl Proxy {
             cookie_sealer: Sealer::new(&config.cookie_secret, Purpose::SessionCookie),
             handle_sealer: Sealer::new(&config.shared_secret, Purpose::CallbackHandle),
             sign_in_signer: Signer::new(&config.shared_secret, Purpose::SignInUrl),
+            binding_cookie: flow::binding_cookie_name(&config.cookie.name),
             config,
             bus,
             client,
@@ -105,11 +111,16 @@ impl Proxy {
                     .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=300"));
                 r
             }
-            (&Method::GET, paths::CALLBACK) => internal::callback(self, facts, req.uri().query()),
-            (&Method::GET, paths::USER) => {
-                let sid = session();
-                internal::to_authenticate(self, req, facts, sid, false).await
+            (&Method::GET, paths::CALLBACK) => {
+                internal::callback(self, facts, req.headers(), req.uri().query())
             }
+            (&Method::GET, paths::USER) => match session() {
+                Some(sid) => internal::to_authenticate(self, req, facts, Some(sid), false).await,
+                None if facts.html => self.sign_in_redirect(&req, facts),
+                None => {
+                    error::error(StatusCode::UNAUTHORIZED, "Unauthenticated", "Sign in first.", &[], false)
+                }
+            },
             (&Method::GET, paths::SIGN_OUT) => internal::to_authenticate(self, req, facts, None, false).await,
             (&Method::POST, paths::SIGN_OUT) => {
                 let sid = session();
@@ -117,6 +128,31 @@ impl Proxy {
             }
             _ => error::not_found(facts.html),
         }
+    }
+
+    /// 302 to a signed sign-in URL, setting (or reusing) the route host's binding cookie.
+    pub fn sign_in_redirect(&self, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
+        let original = format!(
+            "{}://{}{}",
+            if facts.https { "https" } else { "http" },
+            facts.host_header,
+            req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        );
+        let binding = cookie::binding(req.headers(), &self.binding_cookie)
+            .unwrap_or_else(|| random_token(BINDING_BYTES));
+        let url = flow::sign_in_url(
+            &self.config.authenticate_url,
+            &self.sign_in_signer,
+            &original,
+            &sha256_b64(binding.as_bytes()),
+            now_unix(),
+        );
+        let mut r = error::redirect(url.as_str());
+        let set = cookie::set_binding(&self.binding_cookie, &binding, facts.https);
+        if let Ok(v) = http::HeaderValue::from_str(&set) {
+            r.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+        r
     }
 
     async fn authorize_and_forward(
@@ -158,19 +194,7 @@ impl Proxy {
             }
             Ok(CheckReply::Login { reasons }) => {
                 if facts.html && req.method() == Method::GET {
-                    let original = format!(
-                        "{}://{}{}",
-                        if facts.https { "https" } else { "http" },
-                        facts.host_header,
-                        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
-                    );
-                    let url = flow::sign_in_url(
-                        &self.config.authenticate_url,
-                        &self.sign_in_signer,
-                        &original,
-                        now_unix(),
-                    );
-                    error::redirect(url.as_str())
+                    self.sign_in_redirect(&req, facts)
                 } else {
                     error::error(
                         StatusCode::UNAUTHORIZED,

@@ -8,6 +8,7 @@ use http::header::{HeaderName, HeaderValue, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use portcullis_runtime::crypto::sha256_b64;
 use portcullis_runtime::flow::{CallbackHandle, params};
 use portcullis_runtime::now_unix;
 use portcullis_schemas::messages::{Header, HttpReply, HttpRequest};
@@ -22,7 +23,12 @@ const MAX_AUTHENTICATE_BODY: usize = 64 * 1024;
 const AUTHENTICATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `GET /.portcullis/callback?handle=..`: set the session cookie, go to the original URL.
-pub fn callback(proxy: &Proxy, facts: &RequestFacts<'_>, query: Option<&str>) -> Response<Body> {
+pub fn callback(
+    proxy: &Proxy,
+    facts: &RequestFacts<'_>,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Response<Body> {
     let handle = query
         .map(|q| url::form_urlencoded::parse(q.as_bytes()))
         .and_then(|mut pairs| pairs.find(|(k, _)| k == params::HANDLE).map(|(_, v)| v.into_owned()));
@@ -30,9 +36,24 @@ pub fn callback(proxy: &Proxy, facts: &RequestFacts<'_>, query: Option<&str>) ->
         return error::bad_request("The sign-in callback is missing its handle.", facts.html);
     };
     let now = now_unix();
+    let presented = cookie::binding(headers, &proxy.binding_cookie).map(|b| sha256_b64(b.as_bytes()));
     match CallbackHandle::open(&proxy.handle_sealer, &handle, facts.host, now) {
+        Ok(h) if presented.as_deref() != Some(h.binding.as_str()) => {
+            warn!("sign-in callback from a browser that did not start the login");
+            error::error(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "This sign-in was started in another browser, or was already completed. Start again.",
+                &[],
+                facts.html,
+            )
+        }
         Ok(h) => {
             let mut r = error::redirect(&h.redirect_uri);
+            // The binding is single-use: a second visit of the same link finds no cookie.
+            if let Ok(v) = HeaderValue::from_str(&cookie::clear_binding(&proxy.binding_cookie, facts.https)) {
+                r.headers_mut().append(SET_COOKIE, v);
+            }
             let set = cookie::set(
                 &proxy.config.cookie,
                 &proxy.cookie_sealer,
@@ -117,7 +138,12 @@ pub async fn to_authenticate(
             response.headers_mut().append(n, v);
         }
     }
-    if clear_cookie && let Ok(v) = HeaderValue::from_str(&cookie::clear(&proxy.config.cookie, facts.https)) {
+    // Only a completed sign-out (authenticate redirects) removes the cookie: after a failed
+    // revoke the session still exists, and the person must be able to try again.
+    if clear_cookie
+        && reply.status == 302
+        && let Ok(v) = HeaderValue::from_str(&cookie::clear(&proxy.config.cookie, facts.https))
+    {
         response.headers_mut().append(SET_COOKIE, v);
     }
     response

@@ -118,3 +118,32 @@ fn addresses_parse_like_pomerium() {
     assert!(parse_address("[::1]:80").is_ok());
     assert!(parse_address("443").is_err());
 }
+
+#[test]
+fn keys_that_would_widen_a_route_if_ignored_are_errors() {
+    let mut doc = base();
+    doc["routes"][0]["regex"] = json!("^/admin");
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].regex:")));
+}
+
+#[test]
+fn a_route_cannot_take_the_authenticate_host() {
+    let mut doc = base();
+    doc["routes"][0]["from"] = json!("https://authenticate.example.com");
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].from:") && e.contains("authenticate")));
+}
+
+#[test]
+fn several_upstreams_warn_that_only_the_first_is_used() {
+    let mut doc = base();
+    doc["routes"][0]["to"] = json!(["http://127.0.0.1:9000", "http://127.0.0.1:9001"]);
+    let c = validate(doc).expect("valid");
+    assert!(c.warnings.iter().any(|w| w.starts_with("routes[0].to:")), "{:?}", c.warnings);
+}
+
+#[test]
+fn numeric_secrets_from_the_environment_are_strings() {
+    let mut doc = base();
+    doc["idp_client_secret"] = json!(123456);
+    assert_eq!(validate(doc).expect("valid").idp.client_secret, "123456");
+}

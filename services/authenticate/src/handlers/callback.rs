@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use url::Url;
 
 use super::{Ctx, LOGIN_BINDING_COOKIE, TOKENS_AAD};
-use crate::http::{Reply, Request};
+use crate::http::{Reply, Request, set_cookie};
 use crate::provider::{Provider, ProviderError};
 
 pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
@@ -112,8 +112,10 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
             }
         };
     info!(user = %create.identity.user_id, "signed in");
-    match handoff(ctx, &login.redirect_uri, created) {
-        Some(location) => Reply::redirect(location.as_str()),
+    match handoff(ctx, &login, created) {
+        // The authenticate-host binding has done its job.
+        Some(location) => Reply::redirect(location.as_str())
+            .header("set-cookie", set_cookie(LOGIN_BINDING_COOKIE, "", "/", 0, req.is_https())),
         None => Reply::error(req, 400, "Sign-in failed", "The redirect target is not a configured route."),
     }
 }
@@ -196,13 +198,15 @@ fn identity(sub: String, mut claims: Map<String, Value>, userinfo: Map<String, V
 }
 
 /// The route host's callback URL carrying a sealed handle for the new session.
-fn handoff(ctx: &Ctx, redirect_uri: &str, created: CreateSessionReply) -> Option<Url> {
+fn handoff(ctx: &Ctx, login: &LoginState, created: CreateSessionReply) -> Option<Url> {
+    let redirect_uri = login.redirect_uri.as_str();
     let target = Url::parse(redirect_uri).ok().filter(|u| ctx.config.is_route_url(u))?;
     let host = target.host_str()?.to_ascii_lowercase();
     let handle = CallbackHandle {
         session_id: created.session_id,
         redirect_uri: redirect_uri.to_owned(),
         session_expires_at: created.expires_at,
+        binding: login.route_binding.clone(),
         exp: now_unix() + HANDLE_LIFETIME_SECS,
     };
     let mut url = target.clone();

@@ -16,24 +16,25 @@ use crate::http::{Reply, Request, set_cookie};
 const TOKEN_BYTES: usize = 32;
 
 pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
-    let target = match flow::verify_sign_in(
-        &ctx.sign_in_signer,
-        req.query(params::REDIRECT_URI),
-        req.query(params::EXPIRY),
-        req.query(params::SIGNATURE),
-        now_unix(),
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(error = %e, "sign-in link refused");
-            return Reply::error(
-                req,
-                400,
-                "Invalid sign-in link",
-                &format!("This sign-in link cannot be used: {e}."),
-            );
-        }
+    let params = flow::SignInParams {
+        redirect_uri: req.query(params::REDIRECT_URI),
+        binding: req.query(params::BINDING),
+        exp: req.query(params::EXPIRY),
+        sig: req.query(params::SIGNATURE),
     };
+    let flow::SignIn { redirect_uri: target, binding: route_binding } =
+        match flow::verify_sign_in(&ctx.sign_in_signer, params, now_unix()) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "sign-in link refused");
+                return Reply::error(
+                    req,
+                    400,
+                    "Invalid sign-in link",
+                    &format!("This sign-in link cannot be used: {e}."),
+                );
+            }
+        };
     // Signed by us, but check anyway: only configured route hosts are redirect targets.
     if !Url::parse(&target).is_ok_and(|u| ctx.config.is_route_url(&u)) {
         return Reply::error(
@@ -65,6 +66,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         pkce_verifier,
         nonce,
         browser_binding: sha256_b64(binding.as_bytes()),
+        route_binding,
         created_at: now_unix(),
     };
     let sealed = ctx.login_sealer.seal_json(&login, state.as_bytes());

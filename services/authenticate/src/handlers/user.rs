@@ -1,8 +1,8 @@
 //! `GET /.portcullis/` on route hosts: who you are signed in as.
 
 use chrono::DateTime;
-use portcullis_runtime::flow::{self, paths};
-use portcullis_runtime::{now_unix, pages};
+use portcullis_runtime::flow::paths;
+use portcullis_runtime::pages;
 use portcullis_schemas::messages::{GetSessionRequest, SessionReply};
 use tracing::warn;
 
@@ -29,9 +29,12 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         }
     };
     let Some(s) = session else {
-        let here = format!("{}://{}{}", req.raw.scheme, req.raw.host, paths::USER);
-        let url = flow::sign_in_url(&ctx.config.authenticate_url, &ctx.sign_in_signer, &here, now_unix());
-        return Reply::redirect(url.as_str());
+        return Reply::error(
+            req,
+            401,
+            "Not signed in",
+            "Your session has ended. Reload the page to sign in again.",
+        );
     };
     let groups = if s.identity.groups.is_empty() {
         "<em>none</em>".to_owned()
