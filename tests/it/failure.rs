@@ -23,13 +23,15 @@ async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie(
         .queue_subscribe(Contract::default().authorize_check(), Contract::default().queue_group().into())
         .await
         .unwrap();
+    nats.flush().await.unwrap();
     let drain = tokio::spawn(async move { while stalled.next().await.is_some() {} });
     env.kill("authorize");
     let started = Instant::now();
     let r = browser.get_html(&env.app_url("/stalled")).await.unwrap();
     let took = started.elapsed();
     assert_eq!(r.status(), 503);
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(2), "took {took:?}");
+    // The configured deadline (500ms) applies: not earlier, and not much later.
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "took {took:?}");
     assert!(
         r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with(COOKIE_NAME)),
         "cookie kept"

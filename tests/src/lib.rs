@@ -12,6 +12,7 @@ pub mod idp;
 pub mod nats;
 pub mod portcullis;
 pub mod upstream;
+pub mod webdriver;
 
 use std::future::Future;
 use std::path::PathBuf;
