@@ -12,6 +12,12 @@ use crate::messages::RevokeReason;
 pub const SESSION_CREATED: &str = "io.portcullis.session.created.v1";
 /// CloudEvents `type` of [`SessionRevoked`].
 pub const SESSION_REVOKED: &str = "io.portcullis.session.revoked.v1";
+/// CloudEvents `type` of [`SessionRefreshed`].
+pub const SESSION_REFRESHED: &str = "io.portcullis.session.refreshed.v1";
+/// CloudEvents `type` of [`SessionExpired`].
+pub const SESSION_EXPIRED: &str = "io.portcullis.session.expired.v1";
+/// CloudEvents `type` of [`UserUpdated`].
+pub const USER_UPDATED: &str = "io.portcullis.user.updated.v1";
 
 /// The content type of structured-mode events.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -67,3 +73,74 @@ impl EventData for SessionRevoked {
         &self.session_id
     }
 }
+
+/// A session's tokens were refreshed at the IdP (and its claims updated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionRefreshed {
+    pub session_id: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub idp: String,
+    /// RFC 3339.
+    pub refreshed_at: String,
+    /// RFC 3339: when the new tokens expire, if known.
+    pub tokens_expire_at: Option<String>,
+}
+
+impl EventData for SessionRefreshed {
+    const TYPE: &'static str = SESSION_REFRESHED;
+    const KIND: &'static str = "session.refreshed";
+    fn subject(&self) -> &str {
+        &self.session_id
+    }
+}
+
+/// A session reached its end (`cookie_expire`) and was removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionExpired {
+    pub session_id: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub idp: String,
+    /// RFC 3339.
+    pub expired_at: String,
+}
+
+impl EventData for SessionExpired {
+    const TYPE: &'static str = SESSION_EXPIRED;
+    const KIND: &'static str = "session.expired";
+    fn subject(&self) -> &str {
+        &self.session_id
+    }
+}
+
+/// What the IdP says about a user changed (at sign-in or refresh).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserUpdated {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    /// Which of `email`, `name`, `groups` changed.
+    pub changed: Vec<String>,
+    pub idp: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl EventData for UserUpdated {
+    const TYPE: &'static str = USER_UPDATED;
+    const KIND: &'static str = "user.updated";
+    fn subject(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// Every event type with its data schema file stem, for tests and tools.
+pub const ALL: [(&str, &str); 5] = [
+    (SESSION_CREATED, "event.session.created.v1"),
+    (SESSION_REVOKED, "event.session.revoked.v1"),
+    (SESSION_REFRESHED, "event.session.refreshed.v1"),
+    (SESSION_EXPIRED, "event.session.expired.v1"),
+    (USER_UPDATED, "event.user.updated.v1"),
+];

@@ -34,5 +34,13 @@ pub fn all_schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("kv.login_state", schema_for!(messages::LoginState)),
         ("event.session.created.v1", schema_for!(events::SessionCreated)),
         ("event.session.revoked.v1", schema_for!(events::SessionRevoked)),
+        ("event.session.refreshed.v1", schema_for!(events::SessionRefreshed)),
+        ("event.session.expired.v1", schema_for!(events::SessionExpired)),
+        ("event.user.updated.v1", schema_for!(events::UserUpdated)),
+        ("cache.session.list.request", schema_for!(messages::ListSessionsRequest)),
+        ("cache.session.list.reply", schema_for!(messages::ListSessionsReply)),
+        ("cache.session.revoke_where.request", schema_for!(messages::RevokeWhereRequest)),
+        ("cache.session.revoke_where.reply", schema_for!(messages::RevokedReply)),
+        ("kv.lease", schema_for!(messages::Lease)),
     ]
 }

@@ -132,6 +132,9 @@ pub struct CreateSessionRequest {
     pub sealed_tokens: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Unix seconds: when the earliest of the tokens expires (refresh is due before).
+    #[serde(default)]
+    pub tokens_expire_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -193,6 +196,61 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds; the session is void afterwards.
     pub expires_at: i64,
+    /// Unix seconds: when the earliest of the tokens expires (refresh is due before).
+    #[serde(default)]
+    pub tokens_expire_at: Option<i64>,
+    /// Unix seconds of the last successful refresh.
+    #[serde(default)]
+    pub refreshed_at: Option<i64>,
+}
+
+/// `cache.session.list`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListSessionsRequest {
+    /// Only this user's sessions: an email (case-insensitive) or a user id.
+    pub user: Option<String>,
+}
+
+/// A session without its tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionSummary {
+    pub id: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub idp: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub refreshed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListSessionsReply {
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// `cache.session.revoke_where`: revoke every session matching all given fields (at least
+/// one must be given).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RevokeWhereRequest {
+    /// An email (case-insensitive) or a user id.
+    pub user: Option<String>,
+    /// The IdP's session id (`sid`).
+    pub idp_session_id: Option<String>,
+    pub reason: RevokeReason,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RevokedReply {
+    pub session_ids: Vec<String>,
+}
+
+/// A lease on a singleton job, stored under the job's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Lease {
+    /// The instance holding it.
+    pub holder: String,
+    /// Unix milliseconds; free for others afterwards.
+    pub expires_at_ms: i64,
 }
 
 /// A user, as stored in the users bucket under the user id.

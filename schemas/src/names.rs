@@ -96,6 +96,24 @@ impl Contract {
         format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_REVOKE)
     }
 
+    /// `cache.session.list`: [`crate::messages::ListSessionsRequest`] →
+    /// [`crate::messages::ListSessionsReply`].
+    pub fn cache_session_list(&self) -> String {
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_LIST)
+    }
+
+    /// `cache.session.revoke_where`: [`crate::messages::RevokeWhereRequest`] →
+    /// [`crate::messages::RevokedReply`].
+    pub fn cache_session_revoke_where(&self) -> String {
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_REVOKE_WHERE)
+    }
+
+    /// KV bucket of leases for singleton jobs, key = job name, value =
+    /// [`crate::messages::Lease`].
+    pub fn leases_bucket(&self) -> String {
+        self.bucket("leases")
+    }
+
     /// KV bucket of sessions, key = session id, value = [`crate::messages::Session`].
     pub fn sessions_bucket(&self) -> String {
         self.bucket("sessions")
@@ -139,6 +157,8 @@ pub mod endpoint {
     pub const SESSION_CREATE: &str = "session.create";
     pub const SESSION_GET: &str = "session.get";
     pub const SESSION_REVOKE: &str = "session.revoke";
+    pub const SESSION_LIST: &str = "session.list";
+    pub const SESSION_REVOKE_WHERE: &str = "session.revoke_where";
 }
 
 #[cfg(test)]

@@ -343,7 +343,25 @@ provider.use(offlineAccessMarker());
 provider.use(loginGuard());
 provider.on('backchannel.error', (_ctx, err, client) => process.stderr.write(`idp: back-channel logout to ${client?.backchannelLogoutUri} failed: ${err?.stack || err}\n`));
 provider.on('server_error', (_ctx, err) => process.stderr.write(`idp: server_error: ${err.stack || err}\n`));
-server.on('request', provider.callback());
+// Token endpoint statistics for tests (e.g. "each due refresh happens exactly once"):
+// GET /__test/stats -> {"grants":{"refresh_token":{"success":N,"error":M},...}}.
+const grants = {};
+const countGrant = (outcome) => (ctx) => {
+  const type = ctx.oidc?.params?.grant_type || 'unknown';
+  grants[type] ??= { success: 0, error: 0 };
+  grants[type][outcome] += 1;
+};
+provider.on('grant.success', countGrant('success'));
+provider.on('grant.error', countGrant('error'));
+const handle = provider.callback();
+server.on('request', (req, res) => {
+  if (req.method === 'GET' && req.url === '/__test/stats') {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ grants }));
+    return;
+  }
+  handle(req, res);
+});
 
 process.stdout.write(`READY ${issuer}\n`);
 

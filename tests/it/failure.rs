@@ -111,4 +111,8 @@ async fn each_service_works_with_only_the_nats_permissions_deploy_gives_it() {
     admin.flush().await.unwrap();
     let got = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(!matches!(got, Ok(Some(_))), "proxy must not receive authorize requests");
+
+    // No service was refused anything it needs (the cache's first sweep and lease included).
+    let logs = env.all_logs();
+    assert!(!logs.to_lowercase().contains("permissions violation"), "{logs}");
 }

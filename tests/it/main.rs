@@ -5,5 +5,6 @@
 mod browser;
 mod config;
 mod failure;
+mod lifecycle;
 mod login;
 mod policy;

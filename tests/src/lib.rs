@@ -83,3 +83,40 @@ where
         delay = (delay * 2).min(Duration::from_millis(200));
     }
 }
+
+/// A stored event as structured CloudEvents JSON: structured messages as they are, binary ones
+/// (CloudEvents NATS binding, `ce-` headers) rebuilt.
+pub fn event_json(headers: &async_nats::HeaderMap, payload: &[u8]) -> serde_json::Value {
+    let mut event = serde_json::Map::new();
+    for (name, values) in headers.iter() {
+        let name = name.to_string().to_ascii_lowercase();
+        if let (Some(attr), Some(v)) = (name.strip_prefix("ce-"), values.first()) {
+            event.insert(attr.to_owned(), serde_json::Value::String(v.to_string()));
+        }
+    }
+    let body: serde_json::Value = serde_json::from_slice(payload).expect("event body is JSON");
+    if event.is_empty() {
+        return body;
+    }
+    event.insert("data".into(), body);
+    serde_json::Value::Object(event)
+}
+
+/// Check `event`'s data against its JSON Schema in `schemas/json/`; panics with the errors.
+pub fn assert_valid_event(event: &serde_json::Value) {
+    let ty = event["type"].as_str().expect("event type");
+    let stem = portcullis_schemas::events::ALL
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .map(|(_, stem)| *stem)
+        .unwrap_or_else(|| panic!("unknown event type {ty}"));
+    let path = workspace_root().join(format!("schemas/json/{stem}.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&event["data"]).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{ty} does not match {}: {errors:?}\n{event}", path.display());
+    for attr in ["id", "source", "specversion", "subject", "time"] {
+        assert!(event[attr].as_str().is_some_and(|v| !v.is_empty()), "{ty} lacks `{attr}`: {event}");
+    }
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::idp::IdpOptions;
 use crate::{Browser, Idp, NatsServer, TempDir, Upstream, eventually, free_port, workspace_root};
 
 /// A shared secret for tests (32 bytes, base64).
@@ -31,7 +32,7 @@ impl Portcullis {
         subcommand: &str,
         config: &std::path::Path,
         log: PathBuf,
-        nats_url: Option<String>,
+        env: &[(String, String)],
     ) -> Portcullis {
         let bin = binary();
         assert!(
@@ -42,9 +43,7 @@ impl Portcullis {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut command = Command::new(bin);
-        if let Some(url) = nats_url {
-            command.env("PORTCULLIS_NATS__URL", url);
-        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let child = command
             .arg(subcommand)
             .arg("--config")
@@ -85,11 +84,38 @@ pub struct Options {
     /// Run NATS with `deploy/nats/nats-server.conf`; each service connects as its own user
     /// (needs `split`).
     pub nats_users: bool,
+    /// Lifetime of the IdP's access and ID tokens, seconds (default: the IdP's hour).
+    pub token_ttl: Option<u32>,
+    pub cookie_expire: &'static str,
+    pub refresh_before: &'static str,
+    pub sweep_interval: &'static str,
+    /// `structured` or `binary`.
+    pub event_mode: &'static str,
+    /// Cache instances (split mode).
+    pub caches: usize,
+    /// Proxy instances (split mode); the extra ones listen on their own ports.
+    pub proxies: usize,
+    /// Have the IdP post back-channel logout tokens to the upstream recorder at
+    /// `/backchannel` (ID tokens then carry `sid`).
+    pub backchannel_to_recorder: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { split: false, request_timeout: "2s", tls: false, nats_users: false }
+        Options {
+            split: false,
+            request_timeout: "2s",
+            tls: false,
+            nats_users: false,
+            token_ttl: None,
+            cookie_expire: "1h",
+            refresh_before: "1m",
+            sweep_interval: "10s",
+            event_mode: "structured",
+            caches: 1,
+            proxies: 1,
+            backchannel_to_recorder: false,
+        }
     }
 }
 
@@ -104,6 +130,10 @@ pub struct TestEnv {
     /// PEM of the self-signed certificate when `options.tls`.
     pub certificate: Option<Vec<u8>>,
     pub processes: Vec<(String, Portcullis)>,
+    /// Ports of the extra proxies (`options.proxies - 1` of them).
+    pub extra_proxy_ports: Vec<u16>,
+    /// The IdP's user overrides (`IDP_USERS_FILE`): write to change users at the IdP.
+    pub users_file: PathBuf,
     pub dir: TempDir,
 }
 
@@ -119,17 +149,26 @@ impl TestEnv {
         let auth = format!("{scheme}://authenticate.localhost:{port}");
         let (redirect, post_logout) =
             (format!("{auth}/oauth2/callback"), format!("{auth}/.portcullis/signed_out"));
-        let (nats, idp, upstream) = tokio::join!(
-            NatsServer::start_with(options.nats_users),
-            Idp::start(&redirect, &post_logout),
-            Upstream::start()
-        );
+        let users_file = dir.path().join("idp-users.json");
+        std::fs::write(&users_file, "[]").expect("users file");
+        let upstream = Upstream::start().await;
+        let idp_options = IdpOptions {
+            redirect_uri: redirect,
+            post_logout_uri: post_logout,
+            backchannel_logout_uri: options
+                .backchannel_to_recorder
+                .then(|| format!("{}/backchannel", upstream.url())),
+            token_ttl: options.token_ttl,
+            users_file: Some(users_file.clone()),
+        };
+        let (nats, idp) =
+            tokio::join!(NatsServer::start_with(options.nats_users), Idp::start_with(idp_options));
         let config_path = dir.path().join("config.yaml");
         let (yaml, certificate) = if options.tls {
             let pem = self_signed_certificate(dir.path());
             (pomerium_style_yaml(port, &nats.url, &idp.issuer, &upstream.url(), dir.path()), Some(pem))
         } else {
-            (config_yaml(port, &nats.url, &idp.issuer, &upstream.url(), options.request_timeout), None)
+            (config_yaml(port, &nats.url, &idp.issuer, &upstream.url(), &options), None)
         };
         std::fs::write(&config_path, yaml).expect("write config");
         let mut env = TestEnv {
@@ -141,6 +180,8 @@ impl TestEnv {
             options,
             certificate,
             processes: Vec::new(),
+            extra_proxy_ports: Vec::new(),
+            users_file,
             dir,
         };
         env.start_portcullis().await;
@@ -149,14 +190,53 @@ impl TestEnv {
 
     /// Start Portcullis (all-in-one or split) and wait until a login can go through.
     pub async fn start_portcullis(&mut self) {
-        let subcommands: &[&str] =
-            if self.options.split { &["cache", "authorize", "authenticate", "proxy"] } else { &["all"] };
-        for (i, sub) in subcommands.iter().enumerate() {
-            let log = self.dir.path().join(format!("portcullis-{sub}-{}-{i}.log", self.processes.len()));
-            let url = self.nats.with_users.then(|| self.nats.url_for(sub));
-            self.processes.push((sub.to_string(), Portcullis::spawn(sub, &self.config_path, log, url)));
+        let mut plan: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+        if self.options.split {
+            for _ in 0..self.options.caches {
+                plan.push(("cache", Vec::new()));
+            }
+            plan.push(("authorize", Vec::new()));
+            plan.push(("authenticate", Vec::new()));
+            plan.push(("proxy", Vec::new()));
+            if self.extra_proxy_ports.is_empty() {
+                self.extra_proxy_ports = (1..self.options.proxies).map(|_| free_port()).collect();
+            }
+            for port in &self.extra_proxy_ports {
+                plan.push(("proxy", vec![("PORTCULLIS_ADDRESS".into(), format!("127.0.0.1:{port}"))]));
+            }
+        } else {
+            plan.push(("all", Vec::new()));
+        }
+        for (sub, mut env) in plan {
+            let log = self.dir.path().join(format!("portcullis-{sub}-{}.log", self.processes.len()));
+            if self.nats.with_users {
+                env.push(("PORTCULLIS_NATS__URL".into(), self.nats.url_for(sub)));
+            }
+            self.processes.push((sub.to_string(), Portcullis::spawn(sub, &self.config_path, log, &env)));
         }
         self.wait_ready().await;
+    }
+
+    /// Run `portcullis <args> --config <this env's config>` to completion: (exit code, stdout,
+    /// stderr).
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .await
+            .expect("run the portcullis CLI");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Replace the IdP's user overrides (the IdP re-reads them on every lookup).
+    pub fn set_idp_users(&self, users: serde_json::Value) {
+        std::fs::write(&self.users_file, users.to_string()).expect("write IdP users");
     }
 
     /// Kill every Portcullis process.
@@ -243,7 +323,8 @@ impl TestEnv {
         }
     }
 
-    /// Every event on the events stream, as JSON, in order.
+    /// Every event on the events stream as structured CloudEvents JSON, in order (binary-mode
+    /// events are rebuilt from their `ce-` headers).
     pub async fn events(&self) -> Vec<serde_json::Value> {
         let js = self.jetstream().await;
         let Ok(mut stream) = js.get_stream(Contract::default().events_stream()).await else {
@@ -254,14 +335,25 @@ impl TestEnv {
         let mut out = Vec::new();
         for seq in first..=last {
             if let Ok(m) = stream.get_raw_message(seq).await {
-                out.push(serde_json::from_slice(&m.payload).expect("event is JSON"));
+                out.push(crate::event_json(&m.headers, &m.payload));
             }
         }
         out
     }
+
+    /// Events of CloudEvents `type`.
+    pub async fn events_of(&self, ty: &str) -> Vec<serde_json::Value> {
+        self.events().await.into_iter().filter(|e| e["type"] == ty).collect()
+    }
+
+    /// Every log line Portcullis wrote so far.
+    pub fn all_logs(&self) -> String {
+        self.processes.iter().map(|(_, p)| p.log_text()).collect()
+    }
 }
 
-fn config_yaml(port: u16, nats: &str, issuer: &str, upstream: &str, request_timeout: &str) -> String {
+fn config_yaml(port: u16, nats: &str, issuer: &str, upstream: &str, options: &Options) -> String {
+    let Options { request_timeout, cookie_expire, refresh_before, sweep_interval, event_mode, .. } = options;
     format!(
         r#"# Written by the e2e harness: Pomerium keys plus `nats`.
 address: 127.0.0.1:{port}
@@ -271,14 +363,19 @@ idp_provider: oidc
 idp_provider_url: {issuer}
 idp_client_id: portcullis
 idp_client_secret: portcullis-secret
-idp_scopes: openid,profile,email,groups
+idp_scopes: openid,profile,email,groups,offline_access
 shared_secret: {SHARED_SECRET}
 cookie_secret: {COOKIE_SECRET}
 cookie_name: {COOKIE_NAME}
-cookie_expire: 1h
+cookie_expire: {cookie_expire}
 nats:
   url: {nats}
   request_timeout: {request_timeout}
+sessions:
+  refresh_before: {refresh_before}
+  sweep_interval: {sweep_interval}
+events:
+  mode: {event_mode}
 routes:
   - from: http://app.localhost
     to: {upstream}

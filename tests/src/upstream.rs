@@ -16,6 +16,7 @@ pub struct Recorded {
     pub method: String,
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Recorded {
@@ -53,20 +54,26 @@ impl Upstream {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let log = log.clone();
                         async move {
+                            use http_body_util::BodyExt;
+                            let (parts, body) = req.into_parts();
+                            let body =
+                                body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let headers = parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| {
+                                    (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                })
+                                .collect();
                             log.lock().unwrap().push(Recorded {
-                                method: req.method().to_string(),
-                                path_and_query: req
-                                    .uri()
+                                method: parts.method.to_string(),
+                                path_and_query: parts
+                                    .uri
                                     .path_and_query()
                                     .map(|p| p.to_string())
                                     .unwrap_or_default(),
-                                headers: req
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())
-                                    })
-                                    .collect(),
+                                headers,
+                                body,
                             });
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
                                 UPSTREAM_BODY.as_bytes(),

@@ -99,6 +99,13 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
         }
     }
 
+    /// Every live key (a snapshot).
+    pub async fn keys(&self) -> Result<Vec<String>, KvError> {
+        use futures::TryStreamExt;
+        let keys = self.store.keys().await.map_err(|e| KvError::Nats(e.to_string()))?;
+        keys.try_collect().await.map_err(|e| KvError::Nats(e.to_string()))
+    }
+
     /// Delete `key` only if it is still at `revision` (consume-once).
     pub async fn delete_at(&self, key: &str, revision: u64) -> Result<(), KvError> {
         self.store.delete_expect_revision(key, Some(revision)).await.map_err(update_err)

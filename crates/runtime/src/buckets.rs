@@ -8,8 +8,6 @@ use crate::config::Config;
 
 /// How long a login may take from sign-in redirect to callback.
 pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
-/// How long events are kept on the stream.
-pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Sessions: removed by the server once older than the session lifetime (plus a margin).
 pub fn sessions(config: &Config) -> BucketSpec {
@@ -25,6 +23,16 @@ pub fn users(config: &Config) -> BucketSpec {
     BucketSpec {
         name: config.nats.contract.users_bucket(),
         description: "Portcullis users",
+        max_age: Duration::ZERO,
+        history: 1,
+    }
+}
+
+/// Leases of singleton jobs (expiry is in the value and checked by revision).
+pub fn leases(config: &Config) -> BucketSpec {
+    BucketSpec {
+        name: config.nats.contract.leases_bucket(),
+        description: "Portcullis leases of singleton jobs",
         max_age: Duration::ZERO,
         history: 1,
     }

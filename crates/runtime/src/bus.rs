@@ -16,7 +16,7 @@ use async_nats::jetstream::{self, kv, stream};
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
-use portcullis_schemas::events::{EventData, STRUCTURED_CONTENT_TYPE};
+use portcullis_schemas::events::EventData;
 use portcullis_schemas::messages::{ErrorCode, ErrorReply, Reply};
 use portcullis_schemas::{Contract, ServiceName};
 use serde::Serialize;
@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::bucket::Bucket;
-use crate::config::NatsConfig;
+use crate::config::{EventMode, EventsConfig, NatsConfig};
 use crate::events;
 use crate::shutdown::Shutdown;
 
@@ -80,6 +80,7 @@ pub struct Bus {
     timeout: Duration,
     /// Who publishes events (CloudEvents `source`).
     source: Arc<str>,
+    event_mode: EventMode,
 }
 
 impl std::fmt::Debug for Bus {
@@ -121,7 +122,14 @@ impl Bus {
             contract: config.contract.clone(),
             timeout: config.request_timeout,
             source: Arc::from(format!("/{}/{client_name}", config.contract.prefix())),
+            event_mode: EventMode::Structured,
         })
+    }
+
+    /// Publish events in `mode` from now on.
+    pub fn with_event_mode(mut self, mode: EventMode) -> Bus {
+        self.event_mode = mode;
+        self
     }
 
     pub fn contract(&self) -> &Contract {
@@ -216,14 +224,16 @@ impl Bus {
         }
     }
 
-    /// Make sure the events stream exists.
-    pub async fn ensure_events_stream(&self, max_age: Duration) -> Result<(), BusError> {
+    /// Make sure the events stream exists, with the configured retention.
+    pub async fn ensure_events_stream(&self, events: &EventsConfig) -> Result<(), BusError> {
         self.js
             .get_or_create_stream(stream::Config {
                 name: self.contract.events_stream(),
                 description: Some("Portcullis events (CloudEvents 1.0)".into()),
                 subjects: vec![self.contract.events_wildcard()],
-                max_age,
+                max_age: events.max_age,
+                max_bytes: events.max_bytes,
+                num_replicas: events.replicas,
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
@@ -237,13 +247,13 @@ impl Bus {
     /// up to three times. Every attempt carries the same event id as `Nats-Msg-Id`, so an
     /// attempt whose ack was lost is not stored twice. Returns the event id.
     pub async fn publish_event<E: EventData>(&self, data: &E) -> Result<String, BusError> {
-        let (id, body) =
-            events::structured(&self.source, data).map_err(|e| BusError::Decode(e.to_string()))?;
+        let envelope = events::envelope(&self.source, data, self.event_mode)
+            .map_err(|e| BusError::Decode(e.to_string()))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.publish_event_bytes(E::KIND, &id, body.clone()).await {
-                Ok(()) => return Ok(id),
+            match self.publish_envelope(E::KIND, &envelope).await {
+                Ok(()) => return Ok(envelope.id),
                 Err(e) if attempt >= PUBLISH_ATTEMPTS => return Err(e),
                 Err(error) => {
                     warn!(%error, kind = E::KIND, attempt, "publishing event failed; retrying");
@@ -253,17 +263,57 @@ impl Bus {
         }
     }
 
-    async fn publish_event_bytes(&self, kind: &str, id: &str, body: Vec<u8>) -> Result<(), BusError> {
-        let message = jetstream::message::PublishMessage::build()
-            .payload(Bytes::from(body))
-            .message_id(id)
-            .header("Content-Type", STRUCTURED_CONTENT_TYPE);
+    async fn publish_envelope(&self, kind: &str, envelope: &events::Envelope) -> Result<(), BusError> {
+        let mut message = jetstream::message::PublishMessage::build()
+            .payload(Bytes::from(envelope.body.clone()))
+            .message_id(&envelope.id);
+        for (name, value) in &envelope.headers {
+            message = message.header(name.as_str(), value.as_str());
+        }
         let ack = self.js.send_publish(self.contract.event_subject(kind), message).await.map_err(nats_err)?;
         tokio::time::timeout(self.timeout, ack)
             .await
             .map_err(|_| BusError::Timeout(self.timeout))?
             .map_err(nats_err)?;
         Ok(())
+    }
+
+    /// Events as they arrive on the stream (an ordered consumer), as structured CloudEvents
+    /// JSON whatever mode they were published in. `kind` filters by event kind (e.g.
+    /// `session.revoked`); `since` starts that far back, else only new events are delivered.
+    pub async fn tail_events(
+        &self,
+        kind: Option<&str>,
+        since: Option<Duration>,
+    ) -> Result<impl futures::Stream<Item = Result<serde_json::Value, BusError>> + use<>, BusError> {
+        let stream = self.js.get_stream(self.contract.events_stream()).await.map_err(nats_err)?;
+        let deliver_policy = match since {
+            Some(d) => jetstream::consumer::DeliverPolicy::ByStartTime {
+                start_time: chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default(),
+            },
+            None => jetstream::consumer::DeliverPolicy::New,
+        };
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: self.contract.event_subject(kind.unwrap_or(">")),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_err)?;
+        let messages = consumer.messages().await.map_err(nats_err)?;
+        Ok(messages.map(|m| {
+            let m = m.map_err(nats_err)?;
+            events::to_structured_json(
+                m.headers.as_ref().map(|h| {
+                    h.iter()
+                        .flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string())))
+                        .collect::<Vec<_>>()
+                }),
+                &m.payload,
+            )
+            .map_err(BusError::Decode)
+        }))
     }
 
     /// Wait until the connection is up (or `shutdown`).

@@ -67,6 +67,8 @@ const KNOWN_KEYS: &[&str] = &[
     "pass_identity_headers",
     "routes",
     "nats",
+    "sessions",
+    "events",
 ];
 const KNOWN_ROUTE_KEYS: &[&str] = &[
     "from",
@@ -81,6 +83,12 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "pass_identity_headers",
 ];
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
+const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
+const KNOWN_EVENTS_KEYS: &[&str] = &["max_age", "max_bytes", "replicas", "mode"];
+
+const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
+const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +191,10 @@ pub struct RawConfig {
     pub routes: Vec<Value>,
     #[serde(default)]
     pub nats: RawNats,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub events: RawEvents,
     /// Keys not read by Portcullis, for warnings.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -194,6 +206,20 @@ pub struct RawNats {
     pub creds_file: Option<PathBuf>,
     pub subject_prefix: Option<String>,
     pub request_timeout: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawSessions {
+    pub refresh_before: Option<RawDuration>,
+    pub sweep_interval: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawEvents {
+    pub max_age: Option<RawDuration>,
+    pub max_bytes: Option<i64>,
+    pub replicas: Option<i64>,
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -226,6 +252,8 @@ pub struct Config {
     pub signing_key: SigningKey,
     pub routes: Vec<Route>,
     pub nats: NatsConfig,
+    pub sessions: SessionsConfig,
+    pub events: EventsConfig,
     /// Non-fatal findings (unknown keys), to log at start.
     pub warnings: Vec<String>,
 }
@@ -276,6 +304,36 @@ pub struct NatsConfig {
     pub contract: Contract,
     /// Deadline of every request-reply call between services.
     pub request_timeout: Duration,
+}
+
+/// Session lifecycle (Portcullis's own section `sessions:`).
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// Refresh tokens this long before they expire.
+    pub refresh_before: Duration,
+    /// How often the cache service looks for sessions to refresh or expire.
+    pub sweep_interval: Duration,
+}
+
+/// How events are published (Portcullis's own section `events:`).
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Stream retention by age.
+    pub max_age: Duration,
+    /// Stream retention by size; -1 is unlimited.
+    pub max_bytes: i64,
+    /// Stream replicas (1, or 3 in a cluster).
+    pub replicas: usize,
+    pub mode: EventMode,
+}
+
+/// CloudEvents NATS binding content mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventMode {
+    /// The whole event as `application/cloudevents+json`.
+    Structured,
+    /// `ce-` headers, the data as the body.
+    Binary,
 }
 
 /// Where a route listens: scheme, host (lower case) and optional explicit port.
@@ -374,10 +432,12 @@ fn unknown_keys(doc: &Value) -> Vec<String> {
             out.push(key.clone());
         }
     }
-    if let Some(nats) = map.get("nats").and_then(Value::as_object) {
-        out.extend(
-            nats.keys().filter(|k| !KNOWN_NATS_KEYS.contains(&k.as_str())).map(|k| format!("nats.{k}")),
-        );
+    for (section, known) in
+        [("nats", KNOWN_NATS_KEYS), ("sessions", KNOWN_SESSIONS_KEYS), ("events", KNOWN_EVENTS_KEYS)]
+    {
+        if let Some(m) = map.get(section).and_then(Value::as_object) {
+            out.extend(m.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("{section}.{k}")));
+        }
     }
     if let Some(routes) = map.get("routes").and_then(Value::as_array) {
         for (i, r) in routes.iter().enumerate() {
@@ -436,6 +496,8 @@ impl RawConfig {
         let pass_identity_default = self.pass_identity_headers.unwrap_or(true);
         let routes = routes(&mut p, &self.routes, pass_identity_default);
         let nats = self.nats(&mut p);
+        let sessions = self.sessions_config(&mut p);
+        let events = self.events_config(&mut p);
         let mut warnings: Vec<String> =
             self.unknown_keys.iter().map(|k| format!("{k}: unknown or unsupported key, ignored")).collect();
         for r in routes.iter().filter(|r| r.to.len() > 1) {
@@ -454,7 +516,7 @@ impl RawConfig {
             }
         }
 
-        match (server, authenticate_url, idp, shared_secret, cookie, signing_key, nats) {
+        match (server, authenticate_url, idp, shared_secret, cookie, signing_key, nats, sessions, events) {
             (
                 Some(server),
                 Some(authenticate_url),
@@ -463,6 +525,8 @@ impl RawConfig {
                 Some(cookie),
                 Some(signing_key),
                 Some(nats),
+                Some(sessions),
+                Some(events),
             ) if p.0.is_empty() => {
                 // Without a cookie_secret, derive one from the shared secret: every instance
                 // then agrees on it, unlike Pomerium's random per-process fallback.
@@ -479,6 +543,8 @@ impl RawConfig {
                     signing_key,
                     routes,
                     nats,
+                    sessions,
+                    events,
                     warnings,
                 })
             }
@@ -599,8 +665,8 @@ impl RawConfig {
             None => Some(DEFAULT_COOKIE_EXPIRE),
             Some(d) => p.check("cookie_expire", raw_duration(d)),
         };
-        if expire.is_some_and(|e| e < Duration::from_secs(60)) {
-            p.add("cookie_expire", "must be at least 1m");
+        if expire.is_some_and(|e| e < Duration::from_secs(5)) {
+            p.add("cookie_expire", "must be at least 5s");
         }
         let domain = self.cookie_domain.clone().filter(|d| !d.is_empty());
         if let Some(d) = &domain
@@ -639,6 +705,47 @@ impl RawConfig {
             contract: Contract::new(&prefix),
             request_timeout,
         })
+    }
+}
+
+impl RawConfig {
+    fn sessions_config(&self, p: &mut Problems) -> Option<SessionsConfig> {
+        let refresh_before = match &self.sessions.refresh_before {
+            None => DEFAULT_REFRESH_BEFORE,
+            Some(d) => p.check("sessions.refresh_before", raw_duration(d))?,
+        };
+        let sweep_interval = match &self.sessions.sweep_interval {
+            None => DEFAULT_SWEEP_INTERVAL,
+            Some(d) => p.check("sessions.sweep_interval", raw_duration(d))?,
+        };
+        if sweep_interval < Duration::from_millis(100) {
+            p.add("sessions.sweep_interval", "must be at least 100ms");
+        }
+        Some(SessionsConfig { refresh_before, sweep_interval })
+    }
+
+    fn events_config(&self, p: &mut Problems) -> Option<EventsConfig> {
+        let max_age = match &self.events.max_age {
+            None => DEFAULT_EVENTS_MAX_AGE,
+            Some(d) => p.check("events.max_age", raw_duration(d))?,
+        };
+        let max_bytes = self.events.max_bytes.unwrap_or(-1);
+        if max_bytes == 0 || max_bytes < -1 {
+            p.add("events.max_bytes", "must be a positive number of bytes, or -1 for no limit");
+        }
+        let replicas = self.events.replicas.unwrap_or(1);
+        if !(1..=5).contains(&replicas) {
+            p.add("events.replicas", "must be between 1 and 5");
+        }
+        let mode = match self.events.mode.as_deref() {
+            None | Some("structured") => EventMode::Structured,
+            Some("binary") => EventMode::Binary,
+            Some(other) => {
+                p.add("events.mode", format!("`{other}` is not a mode; use structured or binary"));
+                return None;
+            }
+        };
+        Some(EventsConfig { max_age, max_bytes, replicas: replicas.max(1) as usize, mode })
     }
 }
 

@@ -23,6 +23,8 @@ pub mod paths {
     pub const SIGN_IN: &str = "/.portcullis/sign_in";
     /// Authenticate host: where the IdP returns after logout.
     pub const SIGNED_OUT: &str = "/.portcullis/signed_out";
+    /// Authenticate host: OIDC Back-Channel Logout (the IdP posts `logout_token`).
+    pub const BACKCHANNEL_LOGOUT: &str = "/.portcullis/backchannel_logout";
     /// Authenticate host: the OAuth redirect URI (Pomerium's path).
     pub const OAUTH_CALLBACK: &str = crate::config::OAUTH_CALLBACK_PATH;
 }

@@ -7,7 +7,7 @@ use portcullis_schemas::{ServiceName, names_endpoint as endpoint};
 use tracing::{info, warn};
 
 use crate::handlers::{self, Ctx};
-use crate::provider::{Provider, http_client};
+use portcullis_oidc::{Provider, http_client};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

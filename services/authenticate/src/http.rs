@@ -72,6 +72,12 @@ impl Reply {
         r
     }
 
+    pub fn json(status: u16, body: String) -> Self {
+        let mut r = Reply::new(status).header("content-type", "application/json");
+        r.body = body.into_bytes();
+        r
+    }
+
     /// An error as an HTML page or JSON, per the client. Never includes secrets.
     pub fn error(req: &Request<'_>, status: u16, title: &str, message: &str) -> Self {
         if req.wants_html() {
@@ -100,4 +106,10 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: boo
         c.push_str("; Secure");
     }
     c
+}
+
+/// The fields of a form-encoded POST body.
+pub fn form(req: &Request<'_>) -> Vec<(String, String)> {
+    let body = STANDARD.decode(&req.raw.body).unwrap_or_default();
+    url::form_urlencoded::parse(&body).into_owned().collect()
 }

@@ -12,6 +12,5 @@
 mod app;
 mod handlers;
 mod http;
-mod provider;
 
 pub use app::{App, BuildError};

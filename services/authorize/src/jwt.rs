@@ -2,8 +2,9 @@
 //!
 //! ES256, five minutes of life, claims as Pomerium's: `iss` and `aud` the route host, `sub`
 //! and `user` the user id, `email`, `groups` (never null), `name`, `sid`, `iat`, `exp`, `jti`.
-//! A token is reused for the same (session, host) until a minute before it expires, so
-//! signing is not on the path of most requests.
+//! A token is reused for the same (session, host) until a minute before it expires, or until
+//! the identity it states changes (a refresh brought new groups), so signing is not on the
+//! path of most requests.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,11 +37,26 @@ pub struct IdentityClaims<'a> {
     pub jti: String,
 }
 
+/// A signed JWT with what it states, so a change of identity (after a refresh) is noticed.
+struct Cached {
+    jwt: String,
+    exp: i64,
+    email: String,
+    name: String,
+    groups: Vec<String>,
+}
+
+impl Cached {
+    fn states(&self, identity: &Identity<'_>) -> bool {
+        self.email == identity.email && self.name == identity.name && self.groups == identity.groups
+    }
+}
+
 /// Signs identity JWTs and keeps recent ones for reuse.
 pub struct Minter {
     key: SigningKey,
     header: Header,
-    cache: Mutex<HashMap<(String, String), (String, i64)>>,
+    cache: Mutex<HashMap<(String, String), Cached>>,
 }
 
 impl Minter {
@@ -60,10 +76,11 @@ impl Minter {
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let cache_key = (session.id.clone(), host.to_owned());
         if let Ok(cache) = self.cache.lock()
-            && let Some((jwt, exp)) = cache.get(&cache_key)
-            && exp - now > REUSE_MARGIN_SECS
+            && let Some(c) = cache.get(&cache_key)
+            && c.exp - now > REUSE_MARGIN_SECS
+            && c.states(identity)
         {
-            return Ok(jwt.clone());
+            return Ok(c.jwt.clone());
         }
         let exp = now + LIFETIME_SECS;
         let claims = IdentityClaims {
@@ -84,7 +101,14 @@ impl Minter {
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }
-            cache.insert(cache_key, (jwt.clone(), exp));
+            let cached = Cached {
+                jwt: jwt.clone(),
+                exp,
+                email: identity.email.to_owned(),
+                name: identity.name.to_owned(),
+                groups: identity.groups.to_vec(),
+            };
+            cache.insert(cache_key, cached);
         }
         Ok(jwt)
     }

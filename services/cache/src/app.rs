@@ -1,47 +1,63 @@
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use portcullis_oidc::{Provider, http_client};
 use portcullis_runtime::bus::{self, Bus, BusError};
+use portcullis_runtime::crypto::{Purpose, Sealer};
+use portcullis_runtime::flow::paths;
 use portcullis_runtime::{Config, Shutdown, buckets};
-use portcullis_schemas::ServiceName;
-use portcullis_schemas::names_endpoint as endpoint;
-use tracing::info;
+use portcullis_schemas::{ServiceName, names_endpoint as endpoint};
+use tracing::{info, warn};
 
 use crate::handlers::{self, Store};
+use crate::lease::LeaseHolder;
+use crate::lifecycle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("cannot connect to NATS: {0}")]
     Nats(#[from] BusError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
 }
 
 /// The cache service, ready to run.
 pub struct App {
     config: Arc<Config>,
     bus: Bus,
+    http: reqwest::Client,
 }
 
 impl App {
     pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
-        let bus = Bus::connect(&config.nats, "portcullis-cache").await?;
-        Ok(App { config, bus })
+        let http = http_client().map_err(BuildError::Http)?;
+        let bus = Bus::connect(&config.nats, "portcullis-cache").await?.with_event_mode(config.events.mode);
+        Ok(App { config, bus, http })
     }
 
     /// Serve until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
-        let App { config, bus } = self;
-        let Some((sessions, users)) =
-            bus::retry("opening the sessions and users buckets", &shutdown, || async {
-                let sessions = bus.bucket(&buckets::sessions(&config)).await?;
-                let users = bus.bucket(&buckets::users(&config)).await?;
-                bus.ensure_events_stream(buckets::EVENTS_MAX_AGE).await?;
-                Ok::<_, BusError>((sessions, users))
-            })
-            .await
+        let App { config, bus, http } = self;
+        let Some((sessions, users, leases)) = bus::retry("opening the cache buckets", &shutdown, || async {
+            let sessions = bus.bucket(&buckets::sessions(&config)).await?;
+            let users = bus.bucket(&buckets::users(&config)).await?;
+            let leases = bus.bucket(&buckets::leases(&config)).await?;
+            bus.ensure_events_stream(&config.events).await?;
+            Ok::<_, BusError>((sessions, users, leases))
+        })
+        .await
         else {
             return Ok(());
         };
-        let store =
-            Arc::new(Store { bus: bus.clone(), sessions, users, session_lifetime: config.cookie.expire });
+        let store = Arc::new(Store {
+            bus: bus.clone(),
+            sessions,
+            users,
+            session_lifetime: config.cookie.expire,
+            token_sealer: Sealer::new(&config.shared_secret, Purpose::Tokens),
+            provider: RwLock::new(None),
+        });
+        let discovery = tokio::spawn(discover(store.clone(), config.clone(), http, shutdown.clone()));
         let Some(service) = bus::retry("registering the cache service", &shutdown, || {
             bus.start_service(ServiceName::Cache, "Portcullis sessions and users")
         })
@@ -49,30 +65,89 @@ impl App {
         else {
             return Ok(());
         };
+        let mut endpoints = Vec::new();
         let s = store.clone();
-        let create = service
-            .endpoint(
-                endpoint::SESSION_CREATE,
-                move |q| handlers::create_session(s.clone(), q),
-                shutdown.clone(),
-            )
-            .await?;
+        endpoints.push(
+            service
+                .endpoint(
+                    endpoint::SESSION_CREATE,
+                    move |q| handlers::create_session(s.clone(), q),
+                    shutdown.clone(),
+                )
+                .await?,
+        );
         let s = store.clone();
-        let get = service
-            .endpoint(endpoint::SESSION_GET, move |q| handlers::get_session(s.clone(), q), shutdown.clone())
-            .await?;
+        endpoints.push(
+            service
+                .endpoint(
+                    endpoint::SESSION_GET,
+                    move |q| handlers::get_session(s.clone(), q),
+                    shutdown.clone(),
+                )
+                .await?,
+        );
         let s = store.clone();
-        let revoke = service
-            .endpoint(
-                endpoint::SESSION_REVOKE,
-                move |q| handlers::revoke_session(s.clone(), q),
-                shutdown.clone(),
-            )
-            .await?;
+        endpoints.push(
+            service
+                .endpoint(
+                    endpoint::SESSION_REVOKE,
+                    move |q| handlers::revoke_session(s.clone(), q),
+                    shutdown.clone(),
+                )
+                .await?,
+        );
+        let s = store.clone();
+        endpoints.push(
+            service
+                .endpoint(
+                    endpoint::SESSION_LIST,
+                    move |q| handlers::list_sessions(s.clone(), q),
+                    shutdown.clone(),
+                )
+                .await?,
+        );
+        let s = store.clone();
+        endpoints.push(
+            service
+                .endpoint(
+                    endpoint::SESSION_REVOKE_WHERE,
+                    move |q| handlers::revoke_where(s.clone(), q),
+                    shutdown.clone(),
+                )
+                .await?,
+        );
+        let lease =
+            LeaseHolder::new(leases, lifecycle::JOB, lifecycle::lease_ttl(config.sessions.sweep_interval));
+        let job =
+            tokio::spawn(lifecycle::run(store.clone(), lease, config.sessions.clone(), shutdown.clone()));
         info!(prefix = bus.contract().prefix(), "cache service ready");
         shutdown.wait().await;
-        let _ = tokio::join!(create, get, revoke);
+        for e in endpoints {
+            let _ = e.await;
+        }
+        let _ = tokio::join!(job, discovery);
         bus.flush().await;
         Ok(())
+    }
+}
+
+/// Discover the IdP (for refreshes), retrying until it answers.
+async fn discover(store: Arc<Store>, config: Arc<Config>, http: reqwest::Client, shutdown: Shutdown) {
+    let mut redirect = config.authenticate_url.clone();
+    redirect.set_path(paths::OAUTH_CALLBACK);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Provider::discover(&config.idp, &redirect, http.clone()).await {
+            Ok(p) => {
+                info!(issuer = p.issuer(), "identity provider discovered (for refreshes)");
+                store.set_provider(p);
+                return;
+            }
+            Err(error) => warn!(%error, retry_in = ?delay, "IdP discovery failed"),
+        }
+        if shutdown.sleep_or_stop(delay).await {
+            return;
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }

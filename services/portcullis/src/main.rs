@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+mod admin;
 use portcullis_runtime::{Config, Shutdown, config, shutdown, telemetry};
 use tracing::{error, info, warn};
 
@@ -39,6 +41,54 @@ enum Command {
     Cache(ConfigArg),
     /// Validate the configuration and exit (0 when valid).
     CheckConfig(ConfigArg),
+    /// List or revoke sessions (through the cache service).
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Read the event stream.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List live sessions.
+    Ls {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this user's sessions (email or user id).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke one session, or every session of a user; proxies refuse them at once.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The session id (see `sessions ls`).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Every session of this user (email or user id).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print events as they arrive, one JSON object per line.
+    Tail {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this type (`session.revoked` or `io.portcullis.session.revoked.v1`).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Start this far back (e.g. 1h); without it, only new events.
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,6 +104,7 @@ fn main() -> ExitCode {
     telemetry::init();
     let (arg, services): (&ConfigArg, &[Service]) = match &cli.command {
         Command::CheckConfig(arg) => return check_config(arg),
+        Command::Sessions { .. } | Command::Events { .. } => return admin(cli.command),
         Command::All(a) => (a, &[Service::Cache, Service::Authorize, Service::Authenticate, Service::Proxy]),
         Command::Proxy(a) => (a, &[Service::Proxy]),
         Command::Authenticate(a) => (a, &[Service::Authenticate]),
@@ -75,6 +126,37 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The operator commands: load the configuration, run one command against NATS.
+fn admin(command: Command) -> ExitCode {
+    let (arg, task): (ConfigArg, admin::Command) = match command {
+        Command::Sessions { command: SessionsCommand::Ls { config, user } } => {
+            (config, Box::new(move |c| Box::pin(admin::sessions_ls(c, user))))
+        }
+        Command::Sessions { command: SessionsCommand::Revoke { config, id, user } } => {
+            (config, Box::new(move |c| Box::pin(admin::sessions_revoke(c, id, user))))
+        }
+        Command::Events { command: EventsCommand::Tail { config, kind, since } } => {
+            (config, Box::new(move |c| Box::pin(admin::events_tail(c, kind, since))))
+        }
+        _ => return ExitCode::FAILURE,
+    };
+    let Some(config) = load(&arg) else { return ExitCode::from(2) };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
             ExitCode::FAILURE
         }
     }

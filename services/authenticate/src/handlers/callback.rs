@@ -8,14 +8,15 @@ use portcullis_runtime::bucket::KvError;
 use portcullis_runtime::crypto::sha256_b64;
 use portcullis_runtime::flow::{CallbackHandle, HANDLE_LIFETIME_SECS, params, paths};
 use portcullis_runtime::now_unix;
-use portcullis_schemas::messages::{CreateSessionReply, CreateSessionRequest, Identity, LoginState};
+use portcullis_schemas::messages::{CreateSessionReply, CreateSessionRequest, LoginState};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 use url::Url;
 
-use super::{Ctx, LOGIN_BINDING_COOKIE, TOKENS_AAD};
+use super::{Ctx, LOGIN_BINDING_COOKIE};
 use crate::http::{Reply, Request, set_cookie};
-use crate::provider::{Provider, ProviderError};
+use portcullis_oidc::TOKENS_AAD;
+use portcullis_oidc::{Provider, ProviderError};
 
 pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
     if let Some(error) = req.query("error") {
@@ -89,7 +90,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
             );
         }
     };
-    let identity = identity(sub, id_claims, userinfo);
+    let identity = portcullis_oidc::identity(sub, id_claims, userinfo);
     let idp_session_id = identity.claims.get("sid").and_then(Value::as_str).map(str::to_owned);
     let create = CreateSessionRequest {
         identity,
@@ -97,6 +98,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         idp_session_id,
         sealed_tokens: ctx.token_sealer.seal_json(&tokens, TOKENS_AAD),
         expires_at: now_unix() + ctx.config.cookie.expire.as_secs() as i64,
+        tokens_expire_at: portcullis_oidc::tokens_expire_at(&tokens),
     };
     let created: CreateSessionReply =
         match ctx.bus.request(ctx.bus.contract().cache_session_create(), &create).await {
@@ -183,18 +185,6 @@ pub fn redirect_url(ctx: &Ctx) -> Url {
     let mut url = ctx.config.authenticate_url.clone();
     url.set_path(paths::OAUTH_CALLBACK);
     url
-}
-
-/// The person, from ID token and userinfo claims (userinfo wins).
-fn identity(sub: String, mut claims: Map<String, Value>, userinfo: Map<String, Value>) -> Identity {
-    claims.extend(userinfo);
-    let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
-    let groups = match claims.get("groups") {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    Identity { user_id: sub, email: text("email"), name: text("name"), groups, claims }
 }
 
 /// The route host's callback URL carrying a sealed handle for the new session.

@@ -1,5 +1,6 @@
 //! The authenticate service's HTTP endpoints (carried over NATS), one file each.
 
+mod backchannel;
 mod callback;
 pub use callback::redirect_url as callback_redirect_url;
 mod sign_in;
@@ -17,12 +18,10 @@ use portcullis_schemas::messages::{ErrorReply, HttpReply, HttpRequest};
 use tracing::info;
 
 use crate::http::{Reply, Request};
-use crate::provider::Provider;
+use portcullis_oidc::Provider;
 
 /// Cookie on the authenticate host binding a login to the browser that started it.
 pub const LOGIN_BINDING_COOKIE: &str = "_portcullis_login";
-/// AAD of sealed tokens.
-pub const TOKENS_AAD: &[u8] = b"oidc tokens";
 
 /// Everything the handlers use.
 pub struct Ctx {
@@ -89,6 +88,7 @@ pub async fn http(ctx: Arc<Ctx>, raw: HttpRequest) -> Result<HttpReply, ErrorRep
         (true, "GET", paths::SIGN_IN) => sign_in::handle(&ctx, &req).await,
         (true, "GET", paths::OAUTH_CALLBACK) => callback::handle(&ctx, &req).await,
         (true, "GET", paths::SIGNED_OUT) => sign_out::signed_out(),
+        (true, "POST", paths::BACKCHANNEL_LOGOUT) => backchannel::handle(&ctx, &req).await,
         (false, "GET", paths::USER) => user::handle(&ctx, &req).await,
         (false, "GET", paths::SIGN_OUT) => sign_out::confirm(),
         (false, "POST", paths::SIGN_OUT) => sign_out::handle(&ctx, &req).await,

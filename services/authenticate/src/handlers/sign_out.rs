@@ -6,9 +6,10 @@ use portcullis_runtime::pages;
 use portcullis_schemas::messages::{RevokeReason, RevokeSessionRequest, SessionReply};
 use tracing::{info, warn};
 
-use super::{Ctx, TOKENS_AAD};
+use super::Ctx;
 use crate::http::{Reply, Request};
-use crate::provider::TokenSet;
+use portcullis_oidc::TOKENS_AAD;
+use portcullis_oidc::TokenSet;
 
 /// GET asks to confirm: signing out by a plain link would let any page sign people out.
 pub fn confirm() -> Reply {
