@@ -71,11 +71,38 @@ pub struct CheckRequest {
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum CheckReply {
     /// Forward the request, adding these headers (after removing client-sent ones).
-    Allow { headers: Vec<Header>, reasons: Vec<String> },
+    Allow {
+        headers: Vec<Header>,
+        reasons: Vec<String>,
+        /// How long the proxy may reuse this decision for the same session and route
+        /// (0: not at all). Never longer than the identity JWT stays valid, less a margin.
+        #[serde(default)]
+        cache_for_ms: u64,
+    },
     /// Refuse with `status` (403 for a policy deny).
-    Deny { status: u16, reasons: Vec<String> },
+    Deny {
+        status: u16,
+        reasons: Vec<String>,
+        #[serde(default)]
+        cache_for_ms: u64,
+    },
     /// The user must sign in first.
-    Login { reasons: Vec<String> },
+    Login {
+        reasons: Vec<String>,
+        #[serde(default)]
+        cache_for_ms: u64,
+    },
+}
+
+impl CheckReply {
+    /// How long the decision may be reused.
+    pub fn cache_for_ms(&self) -> u64 {
+        match self {
+            CheckReply::Allow { cache_for_ms, .. }
+            | CheckReply::Deny { cache_for_ms, .. }
+            | CheckReply::Login { cache_for_ms, .. } => *cache_for_ms,
+        }
+    }
 }
 
 /// An HTTP request carried to the authenticate service over NATS.

@@ -29,6 +29,7 @@ async fn a_person_signs_in_and_out_in_chromium() {
 
     browser.click("form[action='/.portcullis/sign_out'] button").await;
     // The IdP asks to confirm its own logout; then it sends us to our signed-out page.
+    browser.wait_for_url(&format!("{}/session/end", env.idp.issuer)).await;
     browser.click("button[autofocus], form button[type=submit]").await;
     browser.wait_for_text("You are signed out").await;
     assert!(env.session_ids().await.is_empty(), "the session left KV");

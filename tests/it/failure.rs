@@ -11,7 +11,10 @@ use portcullis_e2e::{TestEnv, eventually};
 
 #[tokio::test]
 async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie() {
-    let env_options = Options { split: true, request_timeout: "500ms", ..Options::default() };
+    // Without the decision cache every request asks authorize (with it, decisions already
+    // made are reused for up to 30 s; the fail-closed rule is about asking).
+    let env_options =
+        Options { split: true, request_timeout: "500ms", decision_cache: false, ..Options::default() };
     let mut env = TestEnv::start_with(env_options).await;
     let browser = env.browser();
     assert_eq!(browser.login(&env.app_url("/"), "alice").await.final_response.status(), 200);

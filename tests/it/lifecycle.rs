@@ -217,6 +217,18 @@ async fn revoking_a_user_from_the_cli_stops_every_proxy_within_a_second() {
     let second = format!("http://app.localhost:{}", env.extra_proxy_ports[0]);
     assert_eq!(browser.get_html(&format!("{second}/via-second")).await.unwrap().status(), 200);
 
+    // The decision cache is on: repeated requests do not ask authorize again.
+    let nats = env.nats.client().await;
+    let mut checks = nats.subscribe(Contract::default().authorize_check()).await.unwrap();
+    nats.flush().await.unwrap();
+    for base in [env.app_url(""), second.clone()] {
+        for _ in 0..3 {
+            assert_eq!(browser.get_html(&format!("{base}/cached")).await.unwrap().status(), 200);
+        }
+    }
+    let asked = tokio::time::timeout(Duration::from_millis(200), checks.next()).await;
+    assert!(asked.is_err(), "cached decisions were reused, authorize was not asked");
+
     let (code, out, err) = env.cli(&["sessions", "ls", "--user", "alice@example.com"]).await;
     assert_eq!(code, 0, "{err}");
     let sid = env.session_ids().await.pop().unwrap();

@@ -98,6 +98,8 @@ pub struct Options {
     /// Have the IdP post back-channel logout tokens to the upstream recorder at
     /// `/backchannel` (ID tokens then carry `sid`).
     pub backchannel_to_recorder: bool,
+    /// The proxy's decision cache (on by default, as in production).
+    pub decision_cache: bool,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             caches: 1,
             proxies: 1,
             backchannel_to_recorder: false,
+            decision_cache: true,
         }
     }
 }
@@ -353,7 +356,15 @@ impl TestEnv {
 }
 
 fn config_yaml(port: u16, nats: &str, issuer: &str, upstream: &str, options: &Options) -> String {
-    let Options { request_timeout, cookie_expire, refresh_before, sweep_interval, event_mode, .. } = options;
+    let Options {
+        request_timeout,
+        cookie_expire,
+        refresh_before,
+        sweep_interval,
+        event_mode,
+        decision_cache,
+        ..
+    } = options;
     format!(
         r#"# Written by the e2e harness: Pomerium keys plus `nats`.
 address: 127.0.0.1:{port}
@@ -376,6 +387,8 @@ sessions:
   sweep_interval: {sweep_interval}
 events:
   mode: {event_mode}
+decision_cache:
+  enabled: {decision_cache}
 routes:
   - from: http://app.localhost
     to: {upstream}

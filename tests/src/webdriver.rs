@@ -144,6 +144,15 @@ impl Chromium {
         self.call(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
     }
 
+    /// Wait until the current URL starts with `prefix` (a navigation finished).
+    pub async fn wait_for_url(&self, prefix: &str) -> String {
+        eventually(&format!("URL starting with {prefix}"), Duration::from_secs(15), || async {
+            let url = self.url().await;
+            url.starts_with(prefix).then_some(url)
+        })
+        .await
+    }
+
     /// Wait until the page text contains `needle`; returns the text.
     pub async fn wait_for_text(&self, needle: &str) -> String {
         eventually(&format!("page text containing {needle:?}"), Duration::from_secs(15), || async {

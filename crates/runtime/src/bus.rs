@@ -278,6 +278,25 @@ impl Bus {
         Ok(())
     }
 
+    /// Every event as it is published (a plain subscription, nothing stored): (kind, CloudEvents
+    /// `subject`), e.g. (`session.revoked`, the session id). Ends if the subscription fails.
+    pub async fn subscribe_events(
+        &self,
+    ) -> Result<impl futures::Stream<Item = (String, String)> + use<>, BusError> {
+        let subscriber = self.client.subscribe(self.contract.events_wildcard()).await.map_err(nats_err)?;
+        let prefix = format!("{}.events.", self.contract.prefix());
+        Ok(subscriber.filter_map(move |m| {
+            let kind = m.subject.as_str().strip_prefix(&prefix).map(str::to_owned);
+            let ce_subject = m.headers.as_ref().and_then(|h| h.get("ce-subject")).map(|v| v.to_string());
+            let subject = ce_subject.or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&m.payload)
+                    .ok()
+                    .and_then(|v| v.get("subject").and_then(|s| s.as_str()).map(str::to_owned))
+            });
+            futures::future::ready(kind.zip(subject))
+        }))
+    }
+
     /// Events as they arrive on the stream (an ordered consumer), as structured CloudEvents
     /// JSON whatever mode they were published in. `kind` filters by event kind (e.g.
     /// `session.revoked`); `since` starts that far back, else only new events are delivered.

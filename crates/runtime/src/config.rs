@@ -69,6 +69,7 @@ const KNOWN_KEYS: &[&str] = &[
     "nats",
     "sessions",
     "events",
+    "decision_cache",
 ];
 const KNOWN_ROUTE_KEYS: &[&str] = &[
     "from",
@@ -85,6 +86,8 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
 const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
 const KNOWN_EVENTS_KEYS: &[&str] = &["max_age", "max_bytes", "replicas", "mode"];
+const KNOWN_DECISION_CACHE_KEYS: &[&str] = &["enabled", "max_entries"];
+const DEFAULT_DECISION_CACHE_ENTRIES: usize = 100_000;
 
 const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -195,6 +198,8 @@ pub struct RawConfig {
     pub sessions: RawSessions,
     #[serde(default)]
     pub events: RawEvents,
+    #[serde(default)]
+    pub decision_cache: RawDecisionCache,
     /// Keys not read by Portcullis, for warnings.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -212,6 +217,12 @@ pub struct RawNats {
 pub struct RawSessions {
     pub refresh_before: Option<RawDuration>,
     pub sweep_interval: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawDecisionCache {
+    pub enabled: Option<bool>,
+    pub max_entries: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -254,6 +265,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub sessions: SessionsConfig,
     pub events: EventsConfig,
+    pub decision_cache: DecisionCacheConfig,
     /// Non-fatal findings (unknown keys), to log at start.
     pub warnings: Vec<String>,
 }
@@ -313,6 +325,14 @@ pub struct SessionsConfig {
     pub refresh_before: Duration,
     /// How often the cache service looks for sessions to refresh or expire.
     pub sweep_interval: Duration,
+}
+
+/// The proxy's soft cache of authorize decisions (Portcullis's own section `decision_cache:`).
+#[derive(Debug, Clone)]
+pub struct DecisionCacheConfig {
+    pub enabled: bool,
+    /// The cache is emptied when it grows past this.
+    pub max_entries: usize,
 }
 
 /// How events are published (Portcullis's own section `events:`).
@@ -432,9 +452,12 @@ fn unknown_keys(doc: &Value) -> Vec<String> {
             out.push(key.clone());
         }
     }
-    for (section, known) in
-        [("nats", KNOWN_NATS_KEYS), ("sessions", KNOWN_SESSIONS_KEYS), ("events", KNOWN_EVENTS_KEYS)]
-    {
+    for (section, known) in [
+        ("nats", KNOWN_NATS_KEYS),
+        ("sessions", KNOWN_SESSIONS_KEYS),
+        ("events", KNOWN_EVENTS_KEYS),
+        ("decision_cache", KNOWN_DECISION_CACHE_KEYS),
+    ] {
         if let Some(m) = map.get(section).and_then(Value::as_object) {
             out.extend(m.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("{section}.{k}")));
         }
@@ -545,6 +568,7 @@ impl RawConfig {
                     nats,
                     sessions,
                     events,
+                    decision_cache: self.decision_cache_config(),
                     warnings,
                 })
             }
@@ -722,6 +746,18 @@ impl RawConfig {
             p.add("sessions.sweep_interval", "must be at least 100ms");
         }
         Some(SessionsConfig { refresh_before, sweep_interval })
+    }
+
+    fn decision_cache_config(&self) -> DecisionCacheConfig {
+        DecisionCacheConfig {
+            enabled: self.decision_cache.enabled.unwrap_or(true),
+            max_entries: self
+                .decision_cache
+                .max_entries
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_DECISION_CACHE_ENTRIES),
+        }
     }
 
     fn events_config(&self, p: &mut Problems) -> Option<EventsConfig> {

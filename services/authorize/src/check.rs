@@ -12,6 +12,9 @@ use tracing::{debug, error, warn};
 use crate::jwt::{Identity, Minter};
 use crate::replica::Replica;
 
+/// The longest a proxy may reuse a decision, seconds.
+const DECISION_CACHE_CAP_SECS: i64 = 30;
+
 /// The header carrying the identity JWT to upstreams.
 pub const JWT_ASSERTION_HEADER: &str = "x-portcullis-jwt-assertion";
 
@@ -54,9 +57,18 @@ impl Checker {
         let user = session.as_ref().map(|s| UserFacts { user_id: &s.identity.user_id, email, claims });
         let decision = route.policy.decide(&Input { user });
         debug!(route = route.index, host = %req.host, ?decision, "checked");
+        // Decisions may be reused by the proxy for a while: never past the session's end,
+        // never past the identity JWT's life less the reuse margin, never beyond a cap (so a
+        // proxy that missed a revocation event still catches up soon).
+        let session_left = session.as_ref().map_or(i64::MAX, |s| s.expires_at - now);
+        let cache_for = |jwt_left: i64| -> u64 {
+            let secs = session_left.min(jwt_left).clamp(0, DECISION_CACHE_CAP_SECS);
+            secs as u64 * 1000
+        };
         Ok(match decision {
             Decision::Allow { reasons } => {
                 let mut headers = Vec::new();
+                let mut jwt_left = i64::MAX;
                 if let (Some(s), true) = (&session, route.pass_identity_headers) {
                     let identity = Identity {
                         user_id: &s.identity.user_id,
@@ -64,16 +76,27 @@ impl Checker {
                         name: name.unwrap_or_default(),
                         groups,
                     };
-                    let jwt = self.minter.token(s, &identity, &req.host, now).map_err(|e| {
+                    let (jwt, exp) = self.minter.token(s, &identity, &req.host, now).map_err(|e| {
                         error!(error = %e, "signing the identity JWT failed");
                         ErrorReply { code: ErrorCode::Internal, message: "cannot sign identity".into() }
                     })?;
+                    jwt_left = exp - now - crate::jwt::REUSE_MARGIN_SECS;
                     headers.push(Header::new(JWT_ASSERTION_HEADER, jwt));
                 }
-                CheckReply::Allow { headers, reasons: reasons.to_strings() }
+                CheckReply::Allow {
+                    headers,
+                    reasons: reasons.to_strings(),
+                    cache_for_ms: cache_for(jwt_left),
+                }
             }
-            Decision::Deny { reasons } => CheckReply::Deny { status: 403, reasons: reasons.to_strings() },
-            Decision::Login { reasons } => CheckReply::Login { reasons: reasons.to_strings() },
+            Decision::Deny { reasons } => CheckReply::Deny {
+                status: 403,
+                reasons: reasons.to_strings(),
+                cache_for_ms: cache_for(i64::MAX),
+            },
+            Decision::Login { reasons } => {
+                CheckReply::Login { reasons: reasons.to_strings(), cache_for_ms: cache_for(i64::MAX) }
+            }
         })
     }
 

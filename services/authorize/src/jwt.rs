@@ -18,7 +18,7 @@ use serde::Serialize;
 /// Lifetime of a JWT.
 pub const LIFETIME_SECS: i64 = 300;
 /// A cached JWT is re-signed once it has less than this left.
-const REUSE_MARGIN_SECS: i64 = 60;
+pub const REUSE_MARGIN_SECS: i64 = 60;
 /// Upper bound on cached tokens; the cache is cleared when it is reached.
 const MAX_CACHED: usize = 100_000;
 
@@ -66,21 +66,21 @@ impl Minter {
         Minter { key, header, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// A JWT for `session` on `host`, valid for at least a minute from `now`.
+    /// A JWT for `session` on `host`, valid for at least a minute from `now`, with its `exp`.
     pub fn token(
         &self,
         session: &Session,
         identity: &Identity<'_>,
         host: &str,
         now: i64,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    ) -> Result<(String, i64), jsonwebtoken::errors::Error> {
         let cache_key = (session.id.clone(), host.to_owned());
         if let Ok(cache) = self.cache.lock()
             && let Some(c) = cache.get(&cache_key)
             && c.exp - now > REUSE_MARGIN_SECS
             && c.states(identity)
         {
-            return Ok(c.jwt.clone());
+            return Ok((c.jwt.clone(), c.exp));
         }
         let exp = now + LIFETIME_SECS;
         let claims = IdentityClaims {
@@ -110,7 +110,7 @@ impl Minter {
             };
             cache.insert(cache_key, cached);
         }
-        Ok(jwt)
+        Ok((jwt, exp))
     }
 
     /// Drop cached tokens of a session that ended.

@@ -43,7 +43,11 @@ impl App {
 
     /// Serve until `shutdown`; in-flight requests finish.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
+        let follower = tokio::spawn(
+            self.proxy.decisions.clone().follow_events(self.proxy.bus.clone(), shutdown.clone()),
+        );
         server::serve(self.listener, self.tls, self.proxy.clone(), shutdown).await;
+        let _ = follower.await;
         self.proxy.bus.flush().await;
         Ok(())
     }

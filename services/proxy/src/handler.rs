@@ -14,6 +14,7 @@ use portcullis_runtime::{Bus, BusError, now_unix};
 use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode};
 use tracing::{debug, warn};
 
+use crate::decisions::DecisionCache;
 use crate::forward::{self, Origin, UpstreamClient};
 use crate::{Body, cookie, error, internal, path};
 
@@ -30,6 +31,7 @@ pub struct Proxy {
     pub sign_in_signer: Signer,
     /// Name of the route-host cookie binding a login to its browser.
     pub binding_cookie: String,
+    pub decisions: Arc<DecisionCache>,
     jwks: Bytes,
     authenticate_host: String,
 }
@@ -54,6 +56,10 @@ impl Proxy {
             handle_sealer: Sealer::new(&config.shared_secret, Purpose::CallbackHandle),
             sign_in_signer: Signer::new(&config.shared_secret, Purpose::SignInUrl),
             binding_cookie: flow::binding_cookie_name(&config.cookie.name),
+            decisions: Arc::new(DecisionCache::new(
+                config.decision_cache.enabled,
+                config.decision_cache.max_entries,
+            )),
             config,
             bus,
             client,
@@ -162,17 +168,32 @@ impl Proxy {
         path: &str,
         facts: &RequestFacts<'_>,
     ) -> Response<Body> {
-        let check = CheckRequest {
-            route_id: route.id.clone(),
-            session_id: cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name),
-            method: req.method().as_str().to_owned(),
-            host: facts.host.to_owned(),
-            path: path.to_owned(),
-            client_ip: facts.peer.ip().to_string(),
-        };
-        let reply: Result<CheckReply, BusError> =
-            self.bus.request(self.bus.contract().authorize_check(), &check).await;
-        match reply {
+        let session_id = cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
+        // Decisions depend on the session and the route only (the policies read nothing
+        // else yet), so that is the cache key.
+        let reply: Result<Arc<CheckReply>, BusError> =
+            match self.decisions.get(session_id.as_deref(), &route.id) {
+                Some(cached) => Ok(cached),
+                None => {
+                    let generation = self.decisions.generation();
+                    let check = CheckRequest {
+                        route_id: route.id.clone(),
+                        session_id: session_id.clone(),
+                        method: req.method().as_str().to_owned(),
+                        host: facts.host.to_owned(),
+                        path: path.to_owned(),
+                        client_ip: facts.peer.ip().to_string(),
+                    };
+                    let answer: Result<CheckReply, BusError> =
+                        self.bus.request(self.bus.contract().authorize_check(), &check).await;
+                    answer.map(|r| {
+                        let r = Arc::new(r);
+                        self.decisions.put(session_id.as_deref(), &route.id, &r, generation);
+                        r
+                    })
+                }
+            };
+        match reply.as_deref() {
             Ok(CheckReply::Allow { headers, .. }) => {
                 let origin = Origin {
                     peer: facts.peer,
@@ -180,19 +201,19 @@ impl Proxy {
                     host: facts.host_header,
                     cookie_name: &self.config.cookie.name,
                 };
-                forward::forward(&self.client, route, req, path, &origin, &headers, facts.html).await
+                forward::forward(&self.client, route, req, path, &origin, headers, facts.html).await
             }
-            Ok(CheckReply::Deny { status, reasons }) => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            Ok(CheckReply::Deny { status, reasons, .. }) => {
+                let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN);
                 error::error(
                     status,
                     "Forbidden",
                     "You are not allowed to access this page.",
-                    &reasons,
+                    reasons,
                     facts.html,
                 )
             }
-            Ok(CheckReply::Login { reasons }) => {
+            Ok(CheckReply::Login { reasons, .. }) => {
                 if facts.html && req.method() == Method::GET {
                     self.sign_in_redirect(&req, facts)
                 } else {
@@ -200,7 +221,7 @@ impl Proxy {
                         StatusCode::UNAUTHORIZED,
                         "Unauthenticated",
                         "Sign in to access this page.",
-                        &reasons,
+                        reasons,
                         facts.html,
                     )
                 }

@@ -10,6 +10,7 @@
 
 mod app;
 mod cookie;
+mod decisions;
 mod error;
 mod forward;
 mod handler;

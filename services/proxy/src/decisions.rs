@@ -1,0 +1,175 @@
+//! The soft decision cache: authorize's replies reused for a while per (session, route).
+//!
+//! Never authoritative: authorize says in each reply whether and how long a decision may be
+//! reused; session events (revoked, expired, refreshed) and user updates drop entries at
+//! once; losing the subscription empties the cache; a restart loses it harmlessly.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use portcullis_runtime::{Bus, Shutdown};
+use portcullis_schemas::messages::CheckReply;
+use tracing::{debug, warn};
+
+/// Decisions of one session (or of anonymous requests, under the empty id), by route id.
+struct SessionDecisions {
+    routes: HashMap<String, Cached>,
+}
+
+struct Cached {
+    reply: Arc<CheckReply>,
+    until: Instant,
+}
+
+pub struct DecisionCache {
+    enabled: bool,
+    max_entries: usize,
+    map: RwLock<HashMap<String, SessionDecisions>>,
+    /// Bumped by every invalidation: a reply requested before one is not stored after it (it
+    /// may predate the revocation that caused it).
+    generation: AtomicU64,
+}
+
+impl DecisionCache {
+    pub fn new(enabled: bool, max_entries: usize) -> DecisionCache {
+        DecisionCache {
+            enabled,
+            max_entries,
+            map: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Take before asking authorize; give to [`DecisionCache::put`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A reusable decision for (`session`, `route`), if one is fresh.
+    pub fn get(&self, session: Option<&str>, route: &str) -> Option<Arc<CheckReply>> {
+        if !self.enabled {
+            return None;
+        }
+        let map = self.map.read().ok()?;
+        let cached = map.get(session.unwrap_or(""))?.routes.get(route)?;
+        (cached.until > Instant::now()).then(|| cached.reply.clone())
+    }
+
+    /// Remember `reply` if authorize allowed reuse and nothing was invalidated since
+    /// `generation` was taken.
+    pub fn put(&self, session: Option<&str>, route: &str, reply: &Arc<CheckReply>, generation: u64) {
+        let ttl = reply.cache_for_ms();
+        if !self.enabled || ttl == 0 {
+            return;
+        }
+        let Ok(mut map) = self.map.write() else { return };
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if map.len() >= self.max_entries {
+            map.clear();
+        }
+        let entry = map
+            .entry(session.unwrap_or("").to_owned())
+            .or_insert_with(|| SessionDecisions { routes: HashMap::new() });
+        entry.routes.insert(
+            route.to_owned(),
+            Cached { reply: reply.clone(), until: Instant::now() + Duration::from_millis(ttl) },
+        );
+    }
+
+    /// Drop everything known about `session`.
+    pub fn forget_session(&self, session: &str) {
+        if let Ok(mut map) = self.map.write() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            map.remove(session);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.map.write() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            map.clear();
+        }
+    }
+
+    /// Follow session and user events until `shutdown`, dropping what they make stale.
+    pub async fn follow_events(self: Arc<Self>, bus: Bus, shutdown: Shutdown) {
+        if !self.enabled {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        while !shutdown.is_fired() {
+            let mut events = match bus.subscribe_events().await {
+                Ok(s) => Box::pin(s),
+                Err(error) => {
+                    warn!(%error, "cannot follow session events; decision cache off until then");
+                    self.clear();
+                    if shutdown.sleep_or_stop(delay).await {
+                        return;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    n = events.next() => n,
+                    _ = shutdown.wait() => return,
+                };
+                let Some((kind, subject)) = next else { break };
+                match kind.as_str() {
+                    "session.revoked" | "session.expired" | "session.refreshed" => {
+                        debug!(kind, "dropping cached decisions of a session");
+                        self.forget_session(&subject);
+                    }
+                    // Identity changed (groups, email): drop everything rather than index users.
+                    "user.updated" => self.clear(),
+                    _ => {}
+                }
+            }
+            // Events may have been missed while the subscription was down.
+            warn!("session events subscription ended; clearing the decision cache");
+            self.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(ms: u64) -> Arc<CheckReply> {
+        Arc::new(CheckReply::Allow { headers: vec![], reasons: vec![], cache_for_ms: ms })
+    }
+
+    #[test]
+    fn caches_only_what_authorize_allows_and_forgets_sessions() {
+        let cache = DecisionCache::new(true, 10);
+        cache.put(Some("s1"), "r1", &allow(0), cache.generation());
+        assert!(cache.get(Some("s1"), "r1").is_none(), "0 means do not reuse");
+        cache.put(Some("s1"), "r1", &allow(60_000), cache.generation());
+        cache.put(None, "r1", &allow(60_000), cache.generation());
+        assert!(cache.get(Some("s1"), "r1").is_some());
+        assert!(cache.get(Some("s1"), "r2").is_none());
+        assert!(cache.get(Some("s2"), "r1").is_none());
+        cache.forget_session("s1");
+        assert!(cache.get(Some("s1"), "r1").is_none());
+        assert!(cache.get(None, "r1").is_some(), "anonymous decisions are separate");
+        let off = DecisionCache::new(false, 10);
+        off.put(Some("s1"), "r1", &allow(60_000), off.generation());
+        assert!(off.get(Some("s1"), "r1").is_none());
+    }
+
+    #[test]
+    fn a_reply_older_than_an_invalidation_is_not_stored() {
+        let cache = DecisionCache::new(true, 10);
+        let before = cache.generation();
+        cache.forget_session("s1"); // a revocation arrives while authorize is being asked
+        cache.put(Some("s1"), "r1", &allow(60_000), before);
+        assert!(cache.get(Some("s1"), "r1").is_none());
+    }
+}
