@@ -51,6 +51,11 @@ test: deps build
     rm -f "$log"
     exit "$status"
 
+# Micro-benchmarks (criterion): cookie decode, policy evaluation, the authorize check handler,
+# JWT signing, and a NATS request-reply round trip (p50/p99) against a real nats-server.
+bench-micro: deps
+    CARGO_TARGET_DIR=target/bench cargo bench --locked -p portcullis-e2e --bench micro
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all --check

@@ -59,8 +59,12 @@ impl App {
             _ = shutdown.wait() => return Ok(()),
         }
         let pruner = tokio::spawn(prune(replica.clone(), minter.clone(), shutdown.clone()));
-        let checker =
-            Arc::new(Checker { config: config.clone(), replica: replica.clone(), minter, sessions });
+        let checker = Arc::new(Checker {
+            config: config.clone(),
+            replica: replica.clone(),
+            minter,
+            sessions: Some(sessions),
+        });
         let Some(service) = bus::retry("registering the authorize service", &shutdown, || {
             bus.start_service(ServiceName::Authorize, "Portcullis policy decisions")
         })

@@ -23,8 +23,9 @@ pub struct Checker {
     pub config: Arc<Config>,
     pub replica: Arc<Replica>,
     pub minter: Arc<Minter>,
-    /// For sessions not yet replicated (created a moment ago): one direct read.
-    pub sessions: Bucket<Session>,
+    /// For sessions not yet replicated (created a moment ago): one direct read. `None` runs
+    /// from the replica alone (benchmarks, tests).
+    pub sessions: Option<Bucket<Session>>,
 }
 
 impl Checker {
@@ -107,7 +108,8 @@ impl Checker {
         // Not replicated yet, or not there at all. Sessions are created a moment before the
         // first request that uses them, so look once in KV. Cookies are sealed, so ids that
         // reach here were issued by us.
-        match self.sessions.get(id).await {
+        let Some(sessions) = &self.sessions else { return Ok(None) };
+        match sessions.get(id).await {
             Ok(Some((s, _))) => Ok(Some(self.replica.insert_session(s))),
             Ok(None) => Ok(None),
             Err(e) => {
