@@ -256,11 +256,14 @@ pub struct ListSessionsReply {
 }
 
 /// `cache.session.revoke_where`: revoke every session matching all given fields (at least
-/// one must be given).
+/// one of `user`, `user_id`, `idp_session_id` must be given).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RevokeWhereRequest {
     /// An email (case-insensitive) or a user id.
     pub user: Option<String>,
+    /// Exactly this user id (the IdP's `sub`).
+    #[serde(default)]
+    pub user_id: Option<String>,
     /// The IdP's session id (`sid`).
     pub idp_session_id: Option<String>,
     pub reason: RevokeReason,

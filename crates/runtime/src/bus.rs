@@ -224,26 +224,34 @@ impl Bus {
         }
     }
 
-    /// Make sure the events stream exists, with the configured retention.
+    /// Make sure the events stream exists with the configured retention (an existing stream
+    /// whose retention differs is updated).
     pub async fn ensure_events_stream(&self, events: &EventsConfig) -> Result<(), BusError> {
-        self.js
-            .get_or_create_stream(stream::Config {
-                name: self.contract.events_stream(),
-                description: Some("Portcullis events (CloudEvents 1.0)".into()),
-                subjects: vec![self.contract.events_wildcard()],
-                max_age: events.max_age,
-                max_bytes: events.max_bytes,
-                num_replicas: events.replicas,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(nats_err)
+        let wanted = stream::Config {
+            name: self.contract.events_stream(),
+            description: Some("Portcullis events (CloudEvents 1.0)".into()),
+            subjects: vec![self.contract.events_wildcard()],
+            max_age: events.max_age,
+            max_bytes: events.max_bytes,
+            num_replicas: events.replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let mut stream = self.js.get_or_create_stream(wanted.clone()).await.map_err(nats_err)?;
+        let have = stream.info().await.map_err(nats_err)?.config.clone();
+        if have.max_age != wanted.max_age
+            || have.max_bytes != wanted.max_bytes
+            || have.num_replicas != wanted.num_replicas
+        {
+            info!(stream = %wanted.name, "updating the events stream's retention to the configuration");
+            self.js.update_stream(wanted).await.map_err(nats_err)?;
+        }
+        Ok(())
     }
 
-    /// Publish `data` as a structured-mode CloudEvent and wait for the stream's ack, trying
+    /// Publish `data` as a CloudEvent (structured or binary mode, per [`Bus::with_event_mode`])
+    /// and wait for the stream's ack, trying
     /// up to three times. Every attempt carries the same event id as `Nats-Msg-Id`, so an
     /// attempt whose ack was lost is not stored twice. Returns the event id.
     pub async fn publish_event<E: EventData>(&self, data: &E) -> Result<String, BusError> {

@@ -1,4 +1,5 @@
-//! CloudEvents 1.0 envelopes for [`EventData`] (structured JSON mode of the NATS binding).
+//! CloudEvents 1.0 envelopes for [`EventData`], in the structured or binary content mode of
+//! the CloudEvents NATS protocol binding.
 
 use chrono::Utc;
 use cloudevents::{EventBuilder, EventBuilderV10};

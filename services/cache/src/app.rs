@@ -56,6 +56,12 @@ impl App {
             session_lifetime: config.cookie.expire,
             token_sealer: Sealer::new(&config.shared_secret, Purpose::Tokens),
             provider: RwLock::new(None),
+            discovery: handlers::Discovery {
+                idp: config.idp.clone(),
+                redirect: redirect_url(&config),
+                http: http.clone(),
+                last: std::sync::Mutex::new(None),
+            },
         });
         let discovery = tokio::spawn(discover(store.clone(), config.clone(), http, shutdown.clone()));
         let Some(service) = bus::retry("registering the cache service", &shutdown, || {
@@ -132,9 +138,14 @@ impl App {
 }
 
 /// Discover the IdP (for refreshes), retrying until it answers.
-async fn discover(store: Arc<Store>, config: Arc<Config>, http: reqwest::Client, shutdown: Shutdown) {
+fn redirect_url(config: &Config) -> url::Url {
     let mut redirect = config.authenticate_url.clone();
     redirect.set_path(paths::OAUTH_CALLBACK);
+    redirect
+}
+
+async fn discover(store: Arc<Store>, config: Arc<Config>, http: reqwest::Client, shutdown: Shutdown) {
+    let redirect = redirect_url(&config);
     let mut delay = Duration::from_millis(200);
     loop {
         match Provider::discover(&config.idp, &redirect, http.clone()).await {

@@ -155,7 +155,15 @@ async fn refreshed_session(
     let id_claims = if new.id_token == tokens.id_token {
         session.identity.claims.clone()
     } else {
-        match provider.verify_refreshed_id_token(&new.id_token, &sub) {
+        let verified = match provider.verify_refreshed_id_token(&new.id_token, &sub) {
+            // The IdP rotated its keys: fetch them and verify once more.
+            Err(ProviderError::UnknownKey) => match store.rediscover().await {
+                Some(fresh) => fresh.verify_refreshed_id_token(&new.id_token, &sub),
+                None => Err(ProviderError::UnknownKey),
+            },
+            other => other,
+        };
+        match verified {
             Ok(c) => c,
             Err(ProviderError::UnknownKey) => {
                 return Err(RefreshError::Transient("ID token signed with a key not yet known".into()));
@@ -170,7 +178,13 @@ async fn refreshed_session(
     let mut updated = session.clone();
     updated.identity = portcullis_oidc::identity(sub, id_claims, userinfo);
     updated.sealed_tokens = store.token_sealer.seal_json(&new, TOKENS_AAD);
-    updated.tokens_expire_at = portcullis_oidc::tokens_expire_at(&new);
+    // Without a new ID token only the access token's expiry counts (the old ID token's
+    // would make every sweep refresh again).
+    updated.tokens_expire_at = if new.id_token == tokens.id_token {
+        new.access_token_expires_at
+    } else {
+        portcullis_oidc::tokens_expire_at(&new)
+    };
     updated.refreshed_at = Some(now_unix());
     Ok(updated)
 }

@@ -74,6 +74,7 @@ pub async fn sessions_revoke(
                     bus.contract().cache_session_revoke_where(),
                     &RevokeWhereRequest {
                         user: Some(user),
+                        user_id: None,
                         idp_session_id: None,
                         reason: RevokeReason::Admin,
                     },

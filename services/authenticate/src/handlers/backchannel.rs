@@ -31,8 +31,8 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
     // (the logins bucket keeps entries 10 minutes; tokens older than 5 are refused).
     let replay_key =
         format!("jti-{}", sha256_b64(format!("{}\n{}", provider.issuer(), claims.jti).as_bytes()));
-    match ctx.logins.create(&replay_key, &String::new()).await {
-        Ok(_) => {}
+    let replay_revision = match ctx.logins.create(&replay_key, &String::new()).await {
+        Ok(revision) => revision,
         Err(KvError::Conflict) => {
             warn!("back-channel logout token replayed");
             return refuse("logout_token already used");
@@ -41,9 +41,10 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
             warn!(%error, "recording the logout token failed");
             return Reply::new(503).header("content-type", "application/json");
         }
-    }
+    };
     let request = RevokeWhereRequest {
-        user: claims.sub.clone(),
+        user: None,
+        user_id: claims.sub.clone(),
         idp_session_id: claims.sid.clone(),
         reason: RevokeReason::BackchannelLogout,
     };
@@ -59,6 +60,8 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
         }
         Err(error) => {
             warn!(%error, "back-channel logout could not revoke");
+            // Forget the jti so that the IdP's retry of this token is not taken for a replay.
+            let _ = ctx.logins.delete_at(&replay_key, replay_revision).await;
             Reply::new(503).header("content-type", "application/json")
         }
     }
@@ -67,7 +70,8 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
 /// Verify, re-discovering once if the token names a key we do not have (key rotation).
 async fn verify(ctx: &Ctx, provider: &Provider, token: &str) -> Result<LogoutClaims, LogoutTokenError> {
     match provider.verify_logout_token(token, now_unix()) {
-        Err(LogoutTokenError::UnknownKey) => {
+        // Anyone can post here: re-discover for an unknown key at most once a minute.
+        Err(LogoutTokenError::UnknownKey) if ctx.may_rediscover() => {
             let fresh = Provider::discover(&ctx.config.idp, &redirect_url(ctx), ctx.http.clone())
                 .await
                 .map_err(|_| LogoutTokenError::UnknownKey)?;

@@ -35,6 +35,8 @@ pub struct Ctx {
     pub token_sealer: Sealer,
     pub handle_sealer: Sealer,
     pub sign_in_signer: Signer,
+    /// When discovery last ran on demand (unknown signing key), to rate-limit it.
+    last_rediscovery: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Ctx {
@@ -46,6 +48,7 @@ impl Ctx {
             handle_sealer: Sealer::new(shared, Purpose::CallbackHandle),
             sign_in_signer: Signer::new(shared, Purpose::SignInUrl),
             provider: RwLock::new(None),
+            last_rediscovery: std::sync::Mutex::new(None),
             config,
             bus,
             logins,
@@ -62,6 +65,17 @@ impl Ctx {
         if let Ok(mut p) = self.provider.write() {
             *p = Some(Arc::new(provider));
         }
+    }
+
+    /// Whether an on-demand re-discovery may run now (at most once a minute).
+    pub fn may_rediscover(&self) -> bool {
+        let Ok(mut last) = self.last_rediscovery.lock() else { return false };
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(60)) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Host of the authenticate service URL (lower case).

@@ -28,11 +28,37 @@ pub struct Store {
     pub token_sealer: Sealer,
     /// The IdP, once discovered.
     pub provider: RwLock<Option<Arc<Provider>>>,
+    /// To discover the IdP again (its signing keys rotated).
+    pub discovery: Discovery,
+}
+
+/// What re-discovering the IdP needs, and when it last happened.
+pub struct Discovery {
+    pub idp: portcullis_runtime::config::IdpConfig,
+    pub redirect: url::Url,
+    pub http: reqwest::Client,
+    pub last: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Store {
     pub fn provider(&self) -> Option<Arc<Provider>> {
         self.provider.read().ok()?.clone()
+    }
+
+    /// Discover the IdP again (new signing keys), at most once a minute.
+    pub async fn rediscover(&self) -> Option<Arc<Provider>> {
+        {
+            let mut last = self.discovery.last.lock().ok()?;
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(60)) {
+                return None;
+            }
+            *last = Some(now);
+        }
+        let d = &self.discovery;
+        let provider = Provider::discover(&d.idp, &d.redirect, d.http.clone()).await.ok()?;
+        self.set_provider(provider);
+        self.provider()
     }
 
     pub fn set_provider(&self, provider: Provider) {

@@ -222,6 +222,7 @@ pub async fn revoke_where(store: Arc<Store>, req: RevokeWhereRequest) -> Result<
         .into_iter()
         .map(|(s, _)| s)
         .filter(|s| req.user.as_deref().is_none_or(|u| belongs_to(s, u)))
+        .filter(|s| req.user_id.as_deref().is_none_or(|id| s.identity.user_id == id))
         .filter(|s| req.idp_session_id.as_deref().is_none_or(|sid| s.idp_session_id.as_deref() == Some(sid)))
         .map(|s| s.id)
         .collect();
