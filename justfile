@@ -69,5 +69,9 @@ schemas:
 check-config file="deploy/examples/demo.yaml": build
     target/debug/portcullis check-config --config {{file}}
 
+# Load benchmark: direct, nginx, Apache + mod_auth_openidc and Portcullis in one run (see bench/README.md).
+bench: deps
+    bench/run.sh
+
 # What CI runs.
 ci: test lint

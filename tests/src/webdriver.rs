@@ -165,7 +165,21 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        // Ends the browser with the driver.
+        // Ending the WebDriver session makes chromedriver quit the browser; killing only the
+        // driver would orphan Chromium. Plain blocking HTTP: Drop cannot await.
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let mut response = Vec::new();
+                let _ = stream.read_to_end(&mut response);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
