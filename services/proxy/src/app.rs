@@ -1,12 +1,18 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use portcullis_runtime::bus::{Bus, BusError};
 use portcullis_runtime::{Config, Shutdown};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio_rustls::TlsAcceptor;
+use tracing::{error, info};
 
+use crate::decisions::DecisionCache;
 use crate::handler::Proxy;
 use crate::server::{self, TlsError};
+
+/// Pending connections per listening socket.
+const BACKLOG: u32 = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -19,36 +25,91 @@ pub enum BuildError {
 }
 
 /// The proxy, bound and ready to run.
+///
+/// It serves from one thread per core, each with its own single-threaded runtime, its own
+/// listening socket on the same address (`SO_REUSEPORT`: the kernel spreads connections) and
+/// its own upstream connection pool, so a request never hops between threads. NATS and the
+/// decision cache are shared.
 pub struct App {
-    listener: TcpListener,
+    sockets: Vec<TcpSocket>,
+    address: SocketAddr,
     tls: Option<TlsAcceptor>,
-    proxy: Arc<Proxy>,
+    config: Arc<Config>,
+    bus: Bus,
+    decisions: Arc<DecisionCache>,
 }
 
 impl App {
-    /// Load TLS, bind the listener, connect to NATS (in the background).
+    /// Load TLS, bind the listening sockets, connect to NATS (in the background).
     pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
         let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
         let address = config.server.address;
-        let listener =
-            TcpListener::bind(address).await.map_err(|source| BuildError::Bind { address, source })?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
+        let mut sockets = Vec::with_capacity(threads);
+        let mut bound = address;
+        for _ in 0..threads {
+            let socket = bind(bound).map_err(|source| BuildError::Bind { address, source })?;
+            // With port 0 the first socket picks the port; the others join it.
+            bound = socket.local_addr().map_err(|source| BuildError::Bind { address, source })?;
+            sockets.push(socket);
+        }
         let bus = Bus::connect(&config.nats, "portcullis-proxy").await?;
-        let proxy = Arc::new(Proxy::new(config, bus, crate::forward::client()));
-        Ok(App { listener, tls, proxy })
+        let decisions =
+            Arc::new(DecisionCache::new(config.decision_cache.enabled, config.decision_cache.max_entries));
+        Ok(App { sockets, address: bound, tls, config, bus, decisions })
     }
 
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        server::local_addr(&self.listener)
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.address)
     }
 
     /// Serve until `shutdown`; in-flight requests finish.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
-        let follower = tokio::spawn(
-            self.proxy.decisions.clone().follow_events(self.proxy.bus.clone(), shutdown.clone()),
-        );
-        server::serve(self.listener, self.tls, self.proxy.clone(), shutdown).await;
+        let App { sockets, address, tls, config, bus, decisions } = self;
+        let follower = tokio::spawn(decisions.clone().follow_events(bus.clone(), shutdown.clone()));
+        info!(%address, tls = tls.is_some(), threads = sockets.len(), "proxy listening");
+        let mut threads = Vec::with_capacity(sockets.len());
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let (tls, config, bus, decisions, shutdown) =
+                (tls.clone(), config.clone(), bus.clone(), decisions.clone(), shutdown.clone());
+            let thread = std::thread::Builder::new().name(format!("proxy-{i}")).spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return error!(error = %e, "cannot start a proxy thread"),
+                };
+                runtime.block_on(async move {
+                    let listener = match socket.listen(BACKLOG) {
+                        Ok(l) => l,
+                        Err(e) => return error!(error = %e, "cannot listen"),
+                    };
+                    let proxy = Arc::new(Proxy::new(config, bus, crate::forward::client(), decisions));
+                    server::serve(listener, tls, proxy, shutdown).await;
+                });
+            });
+            match thread {
+                Ok(t) => threads.push(t),
+                Err(e) => error!(error = %e, "cannot start a proxy thread"),
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         let _ = follower.await;
-        self.proxy.bus.flush().await;
+        bus.flush().await;
         Ok(())
     }
+}
+
+/// A listening-ready socket on `address` that other sockets may share (`SO_REUSEPORT`).
+fn bind(address: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address)?;
+    Ok(socket)
 }

@@ -48,7 +48,14 @@ pub struct RequestFacts<'a> {
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, bus: Bus, client: UpstreamClient) -> Proxy {
+    /// A proxy with its own upstream `client` (one per serving thread) and the shared
+    /// decision cache.
+    pub fn new(
+        config: Arc<Config>,
+        bus: Bus,
+        client: UpstreamClient,
+        decisions: Arc<DecisionCache>,
+    ) -> Proxy {
         let jwks = Bytes::from(config.signing_key.jwks().to_string());
         let authenticate_host = config.authenticate_url.host_str().unwrap_or_default().to_ascii_lowercase();
         Proxy {
@@ -56,10 +63,7 @@ impl Proxy {
             handle_sealer: Sealer::new(&config.shared_secret, Purpose::CallbackHandle),
             sign_in_signer: Signer::new(&config.shared_secret, Purpose::SignInUrl),
             binding_cookie: flow::binding_cookie_name(&config.cookie.name),
-            decisions: Arc::new(DecisionCache::new(
-                config.decision_cache.enabled,
-                config.decision_cache.max_entries,
-            )),
+            decisions,
             config,
             bus,
             client,

@@ -2,7 +2,6 @@
 //! auto (HTTP/1.1 + HTTP/2) builder, drained gracefully at shutdown.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use portcullis_runtime::Shutdown;
 use portcullis_runtime::config::TlsFiles;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::handler::Proxy;
 
@@ -63,9 +62,6 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, tls = tls.is_some(), "proxy listening");
-    }
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -115,12 +111,8 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
             }
         }
     }
-    info!("proxy draining connections");
+    debug!("proxy thread draining connections");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         warn!("some connections did not finish in time");
     }
-}
-
-pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }
