@@ -77,19 +77,6 @@ fn attributes(cookie: &CookieConfig, value: &str, max_age: i64, secure: bool) ->
     c
 }
 
-/// The request's `Cookie` header without the session cookie (upstreams never see it).
-pub fn strip(headers: &HeaderMap, name: &str) -> Option<String> {
-    let kept: Vec<&str> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +84,7 @@ mod tests {
     use portcullis_runtime::crypto::{Purpose, Secret};
 
     #[test]
-    fn session_cookie_round_trips_and_is_stripped() {
+    fn session_cookie_round_trips() {
         let sealer = Sealer::new(&Secret::from_bytes([4; 32]), Purpose::SessionCookie);
         let config = CookieConfig {
             name: "_pomerium".into(),
@@ -110,7 +97,6 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_str(&format!("a=1; {value}; b=2")).expect("header"));
         assert_eq!(session_id(&headers, &sealer, "_pomerium").as_deref(), Some("sid-1"));
-        assert_eq!(strip(&headers, "_pomerium").as_deref(), Some("a=1; b=2"));
         let other = Sealer::new(&Secret::from_bytes([5; 32]), Purpose::SessionCookie);
         assert_eq!(session_id(&headers, &other, "_pomerium"), None);
     }

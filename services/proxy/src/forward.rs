@@ -13,7 +13,7 @@ use portcullis_runtime::config::Route;
 use portcullis_schemas::messages::Header;
 use tracing::warn;
 
-use crate::{Body, cookie, error};
+use crate::{Body, error};
 
 /// The pooled upstream client.
 pub type UpstreamClient = Client<HttpConnector, Body>;
@@ -117,37 +117,36 @@ pub async fn forward(
 
 /// The headers the upstream receives: the client's, minus hop-by-hop, identity and
 /// forwarding headers and our cookie; plus `X-Forwarded-*` and what authorize granted.
+/// One pass, no copy of what is dropped.
 pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Header]) -> HeaderMap {
-    let mut headers = incoming.clone();
-    strip_hop_by_hop(&mut headers);
-    let spoofable: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            IDENTITY_PREFIXES.iter().any(|p| k.starts_with(p))
-                || k.starts_with("x-forwarded-")
-                || k == "forwarded"
-        })
-        .cloned()
-        .collect();
-    for k in spoofable {
-        headers.remove(k);
-    }
-    headers.remove(header::COOKIE);
-    if let Some(kept) = cookie::strip(incoming, origin.cookie_name)
-        && let Ok(v) = HeaderValue::from_str(&kept)
-    {
-        headers.insert(header::COOKIE, v);
-    }
-    let forwarded = [
-        ("x-forwarded-for", origin.peer.ip().to_string()),
-        ("x-forwarded-proto", if origin.https { "https" } else { "http" }.to_owned()),
-        ("x-forwarded-host", origin.host.to_owned()),
-    ];
-    for (name, value) in forwarded {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
+    let listed = connection_listed(incoming);
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 4 + granted.len());
+    for (name, value) in incoming {
+        let n = name.as_str();
+        let dropped = HOP_BY_HOP.contains(name)
+            || listed.contains(name)
+            || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
+            || n.starts_with("x-forwarded-")
+            || n == "forwarded"
+            || *name == header::HOST;
+        if dropped {
+            continue;
         }
+        if *name == header::COOKIE {
+            if let Some(kept) = without_cookie(value, origin.cookie_name) {
+                headers.append(header::COOKIE, kept);
+            }
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let proto = HeaderValue::from_static(if origin.https { "https" } else { "http" });
+    if let Ok(v) = HeaderValue::from_str(&origin.peer.ip().to_string()) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+    if let Ok(v) = HeaderValue::from_str(origin.host) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
     }
     for h in granted {
         if let (Ok(name), Ok(value)) =
@@ -159,15 +158,36 @@ pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Hea
     headers
 }
 
-/// Remove hop-by-hop headers, including those named by `Connection`.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+/// A `Cookie` value without the cookie `name`: unchanged (no copy) when it does not carry
+/// it, `None` when nothing else is left.
+fn without_cookie(value: &HeaderValue, name: &str) -> Option<HeaderValue> {
+    let Ok(text) = value.to_str() else { return Some(value.clone()) };
+    let carries = text.split(';').any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name));
+    if !carries {
+        return Some(value.clone());
+    }
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .collect();
+    if kept.is_empty() { None } else { HeaderValue::from_str(&kept.join("; ")).ok() }
+}
+
+/// Header names listed in `Connection` (hop-by-hop by declaration).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+/// Remove hop-by-hop headers, including those named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed = connection_listed(headers);
     for name in HOP_BY_HOP.iter().chain(listed.iter()) {
         headers.remove(name);
     }
@@ -206,5 +226,9 @@ mod tests {
         assert_eq!(out.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
         assert_eq!(out.get("cookie").map(|v| v.as_bytes()), Some(&b"theme=dark"[..]));
         assert_eq!(out.get("accept").map(|v| v.as_bytes()), Some(&b"text/html"[..]));
+
+        let mut only_ours = HeaderMap::new();
+        only_ours.append(header::COOKIE, HeaderValue::from_static("_pomerium=sealed"));
+        assert!(request_headers(&only_ours, &origin, &[]).get("cookie").is_none());
     }
 }
