@@ -64,6 +64,9 @@ pub struct CheckRequest {
     /// The normalised path (no query).
     pub path: String,
     pub client_ip: String,
+    /// An `OPTIONS` request carrying `Origin` and `Access-Control-Request-Method`.
+    #[serde(default)]
+    pub cors_preflight: bool,
 }
 
 /// The decision of `authorize.check`. A deny is a decision, not an error.

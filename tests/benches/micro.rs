@@ -84,8 +84,9 @@ fn benches(c: &mut Criterion) {
                 user_id: &s.identity.user_id,
                 email: s.identity.email.as_deref(),
                 claims: &s.identity.claims,
+                groups: &s.identity.groups,
             };
-            black_box(policy.decide(&Input { user: Some(user) }))
+            black_box(policy.decide(&Input { user: Some(user), ..Input::default() }))
         })
     });
 
@@ -119,6 +120,7 @@ fn benches(c: &mut Criterion) {
         host: "app.example.com".into(),
         path: "/".into(),
         client_ip: "127.0.0.1".into(),
+        cors_preflight: false,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     c.bench_function("authorize check handler (replica hit, JWT reused)", |b| {

@@ -47,6 +47,7 @@ impl Browser {
             .redirect(reqwest::redirect::Policy::none())
             .resolve("app.localhost", loopback)
             .resolve("admin.localhost", loopback)
+            .resolve("api.localhost", loopback)
             .resolve("authenticate.localhost", loopback)
             .build()
             .expect("client");

@@ -296,6 +296,10 @@ impl TestEnv {
         format!("{}://app.localhost:{}{path}", self.scheme(), self.port)
     }
 
+    pub fn api_url(&self, path: &str) -> String {
+        format!("{}://api.localhost:{}{path}", self.scheme(), self.port)
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("{}://admin.localhost:{}{path}", self.scheme(), self.port)
     }
@@ -400,6 +404,18 @@ routes:
       - allow:
           and:
             - claim/groups: admins
+  - from: http://api.localhost
+    to: {upstream}
+    policy:
+      - allow:
+          and:
+            - authenticated_user: true
+            - http_method:
+                in: [GET, HEAD]
+      - deny:
+          or:
+            - http_path:
+                starts_with: /internal
 "#
     )
 }

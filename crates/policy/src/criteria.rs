@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::matcher::{StringMatcher, kind, scalar};
 use crate::parse::PolicyError;
+use crate::request::{self, DateWindow, Days, Network, TimeWindow};
 use crate::{Input, Reason};
 
 /// How deep `claim/a/b/c` may reach into nested claims (Pomerium's limit).
@@ -26,7 +27,23 @@ pub enum Criterion {
     /// The user id (the IdP's `sub`).
     User(StringMatcher),
     /// A claim from the ID token or userinfo, at a `/`- or `.`-separated path.
-    Claim { path: Vec<String>, matcher: ListMatcher },
+    Claim {
+        path: Vec<String>,
+        matcher: ListMatcher,
+    },
+    /// The user's groups (ids and names; directory groups when known, else the claim).
+    Groups(ListMatcher),
+    /// The request method (upper case).
+    HttpMethod(StringMatcher),
+    /// The normalised request path.
+    HttpPath(StringMatcher),
+    /// The client address is in one of these networks.
+    SourceIp(Vec<Network>),
+    /// The request is a CORS preflight; its value is ignored.
+    CorsPreflight,
+    Date(DateWindow),
+    DayOfWeek(Days),
+    TimeOfDay(TimeWindow),
 }
 
 /// A matcher over a list of strings (claims are lists; a scalar claim is a one-item list).
@@ -50,6 +67,14 @@ impl Criterion {
             "email" => Criterion::Email(StringMatcher::parse(value, name, canonical_email)?),
             "domain" => Criterion::Domain(StringMatcher::parse(value, name, canonical_domain)?),
             "user" => Criterion::User(StringMatcher::parse(value, name, str::to_owned)?),
+            "groups" => Criterion::Groups(list_matcher(name, value)?),
+            "http_method" => Criterion::HttpMethod(request::method_matcher(value)?),
+            "http_path" => Criterion::HttpPath(request::path_matcher(value)?),
+            "source_ip" => Criterion::SourceIp(request::networks(value, name)?),
+            "cors_preflight" => Criterion::CorsPreflight,
+            "date" => Criterion::Date(DateWindow::parse(value)?),
+            "day_of_week" => Criterion::DayOfWeek(Days::parse(value)?),
+            "time_of_day" => Criterion::TimeOfDay(TimeWindow::parse(value)?),
             _ => match name.strip_prefix("claim/") {
                 Some(path) => parse_claim(path, value)?,
                 None => return Err(PolicyError::new(unknown_criterion(name))),
@@ -57,16 +82,65 @@ impl Criterion {
         })
     }
 
+    /// Whether the criterion reads the request (and so its decisions differ per request).
+    pub fn reads_request(&self) -> bool {
+        matches!(
+            self,
+            Criterion::HttpMethod(_)
+                | Criterion::HttpPath(_)
+                | Criterion::SourceIp(_)
+                | Criterion::CorsPreflight
+                | Criterion::Date(_)
+                | Criterion::DayOfWeek(_)
+                | Criterion::TimeOfDay(_)
+        )
+    }
+
     /// Whether the criterion holds for `input`, and Pomerium's reason.
     pub fn evaluate(&self, input: &Input<'_>) -> (bool, Reason) {
+        let r = &input.request;
+        let verdict = |ok: bool, yes: Reason, no: Reason| (ok, if ok { yes } else { no });
         let user = match (self, input.user) {
             (Criterion::Accept, _) => return (true, Reason::Accept),
             (Criterion::Reject, _) => return (false, Reason::Reject),
+            (Criterion::HttpMethod(m), _) => {
+                return verdict(m.matches(r.method), Reason::HttpMethodOk, Reason::HttpMethodUnauthorized);
+            }
+            (Criterion::HttpPath(m), _) => {
+                return verdict(m.matches(r.path), Reason::HttpPathOk, Reason::HttpPathUnauthorized);
+            }
+            (Criterion::SourceIp(nets), _) => {
+                let ok = r.client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(ip)));
+                return verdict(ok, Reason::SourceIpOk, Reason::SourceIpUnauthorized);
+            }
+            (Criterion::CorsPreflight, _) => {
+                return verdict(r.cors_preflight, Reason::CorsRequest, Reason::NonCorsRequest);
+            }
+            (Criterion::Date(w), _) => {
+                return verdict(w.matches(r.now_unix), Reason::DateOk, Reason::DateUnauthorized);
+            }
+            (Criterion::DayOfWeek(d), _) => {
+                return verdict(d.matches(r.now_unix), Reason::DayOfWeekOk, Reason::DayOfWeekUnauthorized);
+            }
+            (Criterion::TimeOfDay(w), _) => {
+                return verdict(w.matches(r.now_unix), Reason::TimeOfDayOk, Reason::TimeOfDayUnauthorized);
+            }
             (_, None) => return (false, Reason::UserUnauthenticated),
             (_, Some(user)) => user,
         };
         let (ok, yes, no) = match self {
-            Criterion::Accept | Criterion::Reject => unreachable_constant(),
+            Criterion::Groups(m) => {
+                (m.matches_list(user.groups), Reason::GroupsOk, Reason::GroupsUnauthorized)
+            }
+            Criterion::Accept
+            | Criterion::Reject
+            | Criterion::HttpMethod(_)
+            | Criterion::HttpPath(_)
+            | Criterion::SourceIp(_)
+            | Criterion::CorsPreflight
+            | Criterion::Date(_)
+            | Criterion::DayOfWeek(_)
+            | Criterion::TimeOfDay(_) => unreachable_constant(),
             Criterion::AuthenticatedUser => {
                 (!user.user_id.is_empty(), Reason::UserOk, Reason::UserUnauthorized)
             }
@@ -98,6 +172,15 @@ fn unreachable_constant() -> (bool, Reason, Reason) {
 }
 
 impl ListMatcher {
+    /// Match a list of strings (groups).
+    fn matches_list(&self, items: &[String]) -> bool {
+        match self {
+            ListMatcher::Has(w) => items.iter().any(|i| i == w),
+            ListMatcher::Is(w) => items.len() == 1 && items[0] == *w,
+            ListMatcher::Exclude(w) => !items.iter().any(|i| i == w),
+        }
+    }
+
     fn matches(&self, claim: &Value) -> bool {
         fn eq(v: &Value, want: &str) -> bool {
             match v {
@@ -123,10 +206,16 @@ fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
             "{name}: a claim path needs 1 to {MAX_CLAIM_PATH} non-empty segments"
         )));
     }
+    let matcher = list_matcher(&name, value)?;
+    Ok(Criterion::Claim { path: segments, matcher })
+}
+
+/// A list matcher: a bare scalar means `has`; or one of `{has|is|exclude: value}`.
+fn list_matcher(name: &str, value: &Value) -> Result<ListMatcher, PolicyError> {
     let bad = |why: String| PolicyError::new(format!("{name}: {why}"));
     let operand =
         |v: &Value, op: &str| scalar(v).ok_or_else(|| bad(format!("`{op}` needs a string, got {}", kind(v))));
-    let matcher = match value {
+    Ok(match value {
         Value::Object(map) if map.len() == 1 => {
             let (op, v) = map.iter().next().ok_or_else(|| bad("empty matcher".into()))?;
             match op.as_str() {
@@ -138,12 +227,9 @@ fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
                 }
             }
         }
-        Value::Object(_) => {
-            return Err(bad("a claim matcher takes exactly one of has, is, exclude".into()));
-        }
+        Value::Object(_) => return Err(bad("a list matcher takes exactly one of has, is, exclude".into())),
         v => ListMatcher::Has(operand(v, "has")?),
-    };
-    Ok(Criterion::Claim { path: segments, matcher })
+    })
 }
 
 fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {
@@ -157,19 +243,7 @@ fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Op
 
 fn unknown_criterion(name: &str) -> String {
     match name {
-        "device"
-        | "record"
-        | "client_certificate"
-        | "cors_preflight"
-        | "date"
-        | "day_of_week"
-        | "time_of_day"
-        | "groups"
-        | "http_method"
-        | "http_path"
-        | "invalid_client_certificate"
-        | "source_ip"
-        | "pomerium_routes" => {
+        "device" | "record" | "client_certificate" | "invalid_client_certificate" | "pomerium_routes" => {
             format!("criterion `{name}` is not supported yet")
         }
         _ => format!("unknown criterion `{name}`"),

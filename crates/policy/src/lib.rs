@@ -17,12 +17,14 @@
 mod criteria;
 mod matcher;
 mod parse;
+mod request;
 
 use serde_json::{Map, Value};
 
 pub use criteria::Criterion;
 pub use matcher::StringMatcher;
 pub use parse::PolicyError;
+pub use request::{DateWindow, Days, Network, TimeWindow};
 
 /// The facts about the signed-in user that criteria read.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +32,8 @@ pub struct UserFacts<'a> {
     /// The IdP subject (`sub`).
     pub user_id: &'a str,
     pub email: Option<&'a str>,
+    /// Group ids and names (directory groups when known, else the `groups` claim).
+    pub groups: &'a [String],
     /// Every claim from the ID token and userinfo.
     pub claims: &'a Map<String, Value>,
 }
@@ -39,6 +43,21 @@ pub struct UserFacts<'a> {
 pub struct Input<'a> {
     /// `None` when the request carries no valid session.
     pub user: Option<UserFacts<'a>>,
+    pub request: RequestFacts<'a>,
+}
+
+/// What criteria may read about the request itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts<'a> {
+    /// Upper case, e.g. `GET`.
+    pub method: &'a str,
+    /// The normalised path.
+    pub path: &'a str,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Seconds since the Unix epoch.
+    pub now_unix: i64,
+    /// An `OPTIONS` request with `Origin` and `Access-Control-Request-Method`.
+    pub cors_preflight: bool,
 }
 
 /// What a rule does when its condition holds.
@@ -106,10 +125,26 @@ pub enum Reason {
     DomainUnauthorized,
     ClaimOk,
     ClaimUnauthorized,
+    GroupsOk,
+    GroupsUnauthorized,
+    HttpMethodOk,
+    HttpMethodUnauthorized,
+    HttpPathOk,
+    HttpPathUnauthorized,
+    SourceIpOk,
+    SourceIpUnauthorized,
+    CorsRequest,
+    NonCorsRequest,
+    DateOk,
+    DateUnauthorized,
+    DayOfWeekOk,
+    DayOfWeekUnauthorized,
+    TimeOfDayOk,
+    TimeOfDayUnauthorized,
 }
 
 impl Reason {
-    const ALL: [Reason; 11] = [
+    const ALL: [Reason; 27] = [
         Reason::Accept,
         Reason::Reject,
         Reason::UserUnauthenticated,
@@ -121,6 +156,22 @@ impl Reason {
         Reason::DomainUnauthorized,
         Reason::ClaimOk,
         Reason::ClaimUnauthorized,
+        Reason::GroupsOk,
+        Reason::GroupsUnauthorized,
+        Reason::HttpMethodOk,
+        Reason::HttpMethodUnauthorized,
+        Reason::HttpPathOk,
+        Reason::HttpPathUnauthorized,
+        Reason::SourceIpOk,
+        Reason::SourceIpUnauthorized,
+        Reason::CorsRequest,
+        Reason::NonCorsRequest,
+        Reason::DateOk,
+        Reason::DateUnauthorized,
+        Reason::DayOfWeekOk,
+        Reason::DayOfWeekUnauthorized,
+        Reason::TimeOfDayOk,
+        Reason::TimeOfDayUnauthorized,
     ];
 
     /// Pomerium's reason string.
@@ -137,6 +188,22 @@ impl Reason {
             Reason::DomainUnauthorized => "domain-unauthorized",
             Reason::ClaimOk => "claim-ok",
             Reason::ClaimUnauthorized => "claim-unauthorized",
+            Reason::GroupsOk => "groups-ok",
+            Reason::GroupsUnauthorized => "groups-unauthorized",
+            Reason::HttpMethodOk => "http-method-ok",
+            Reason::HttpMethodUnauthorized => "http-method-unauthorized",
+            Reason::HttpPathOk => "http-path-ok",
+            Reason::HttpPathUnauthorized => "http-path-unauthorized",
+            Reason::SourceIpOk => "source-ip-ok",
+            Reason::SourceIpUnauthorized => "source-ip-unauthorized",
+            Reason::CorsRequest => "cors-request",
+            Reason::NonCorsRequest => "non-cors-request",
+            Reason::DateOk => "date-ok",
+            Reason::DateUnauthorized => "date-unauthorized",
+            Reason::DayOfWeekOk => "day-of-week-ok",
+            Reason::DayOfWeekUnauthorized => "day-of-week-unauthorized",
+            Reason::TimeOfDayOk => "time-of-day-ok",
+            Reason::TimeOfDayUnauthorized => "time-of-day-unauthorized",
         }
     }
 }
@@ -193,6 +260,18 @@ impl Policy {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether a decision depends on the request (method, path, address, time, CORS) and not
+    /// only on the user: such decisions must not be reused for other requests.
+    pub fn reads_request(&self) -> bool {
+        fn reads(e: &Expr) -> bool {
+            match e {
+                Expr::Criterion(c) => c.reads_request(),
+                Expr::And(c) | Expr::Or(c) | Expr::Not(c) | Expr::Nor(c) => c.iter().any(reads),
+            }
+        }
+        self.rules.iter().any(|r| reads(&r.condition))
     }
 
     /// Decide a request, in Pomerium's order: a `user-unauthenticated` reason from any rule

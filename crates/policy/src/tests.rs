@@ -13,8 +13,10 @@ fn alice_claims() -> Map<String, Value> {
 
 fn decide(p: &Policy, email: Option<&str>) -> Decision {
     let claims = alice_claims();
-    let user = email.map(|e| UserFacts { user_id: "alice-id", email: Some(e), claims: &claims });
-    p.decide(&Input { user })
+    let groups = vec!["admins".to_owned(), "staff".to_owned()];
+    let user =
+        email.map(|e| UserFacts { user_id: "alice-id", email: Some(e), claims: &claims, groups: &groups });
+    p.decide(&Input { user, ..Input::default() })
 }
 
 fn is_allow(d: Decision) -> bool {
@@ -134,6 +136,8 @@ fn a_deny_needing_identity_sends_anonymous_to_sign_in() {
 fn bad_documents_name_the_problem() {
     for (doc, needle) in [
         (json!({"allow": {"or": [{"device": {"is": "x"}}]}}), "device"),
+        (json!({"allow": {"or": [{"source_ip": "10.0.0.0/99"}]}}), "source_ip"),
+        (json!({"allow": {"or": [{"time_of_day": {"after": "9am"}}]}}), "time_of_day"),
         (json!({"allow": {"or": [{"frobnicate": 1}]}}), "unknown criterion `frobnicate`"),
         (json!({"allow": {"xor": []}}), "xor"),
         (json!({"permit": {}}), "permit"),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use portcullis_policy::{Decision, Input, UserFacts};
+use portcullis_policy::{Decision, Input, RequestFacts, UserFacts};
 use portcullis_runtime::bucket::Bucket;
 use portcullis_runtime::config::Config;
 use portcullis_runtime::{buckets, now_unix};
@@ -55,14 +55,27 @@ impl Checker {
             ),
             (None, None) => (None, None, &[][..], &*EMPTY_CLAIMS),
         };
-        let user = session.as_ref().map(|s| UserFacts { user_id: &s.identity.user_id, email, claims });
-        let decision = route.policy.decide(&Input { user });
+        let user =
+            session.as_ref().map(|s| UserFacts { user_id: &s.identity.user_id, email, claims, groups });
+        let request = RequestFacts {
+            method: &req.method,
+            path: &req.path,
+            client_ip: req.client_ip.parse().ok(),
+            now_unix: now,
+            cors_preflight: req.cors_preflight,
+        };
+        let decision = route.policy.decide(&Input { user, request });
         debug!(route = route.index, host = %req.host, ?decision, "checked");
         // Decisions may be reused by the proxy for a while: never past the session's end,
         // never past the identity JWT's life less the reuse margin, never beyond a cap (so a
         // proxy that missed a revocation event still catches up soon).
         let session_left = session.as_ref().map_or(i64::MAX, |s| s.expires_at - now);
+        // A policy that reads the request (method, path, address, time) decides per request.
+        let reusable = !route.policy.reads_request();
         let cache_for = |jwt_left: i64| -> u64 {
+            if !reusable {
+                return 0;
+            }
             let secs = session_left.min(jwt_left).clamp(0, DECISION_CACHE_CAP_SECS);
             secs as u64 * 1000
         };

@@ -187,6 +187,9 @@ impl Proxy {
                         host: facts.host.to_owned(),
                         path: path.to_owned(),
                         client_ip: facts.peer.ip().to_string(),
+                        cors_preflight: req.method() == Method::OPTIONS
+                            && req.headers().contains_key(http::header::ORIGIN)
+                            && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
                     };
                     let answer: Result<CheckReply, BusError> =
                         self.bus.request(self.bus.contract().authorize_check(), &check).await;
