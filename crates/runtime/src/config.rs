@@ -80,6 +80,8 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "allow_any_authenticated_user",
     "allowed_users",
     "allowed_domains",
+    "allowed_idp_claims",
+    "cors_allow_preflight",
     "policy",
     "pass_identity_headers",
 ];
@@ -247,6 +249,11 @@ struct RawRoute {
     allowed_users: Vec<String>,
     #[serde(default)]
     allowed_domains: Vec<String>,
+    /// Claim name → accepted values (any value of any listed claim).
+    #[serde(default)]
+    allowed_idp_claims: serde_json::Map<String, Value>,
+    #[serde(default)]
+    cors_allow_preflight: bool,
     policy: Option<Value>,
     pass_identity_headers: Option<bool>,
 }
@@ -935,6 +942,9 @@ fn route_policy(r: &RawRoute) -> Result<Policy, (&'static str, PolicyError)> {
     if r.allow_public_unauthenticated_access {
         legacy.push(json!({"accept": true}));
     }
+    if r.cors_allow_preflight {
+        legacy.push(json!({"cors_preflight": true}));
+    }
     if r.allow_any_authenticated_user {
         legacy.push(json!({"authenticated_user": true}));
     }
@@ -944,6 +954,16 @@ fn route_policy(r: &RawRoute) -> Result<Policy, (&'static str, PolicyError)> {
     for u in &r.allowed_users {
         legacy.push(json!({"user": {"is": u}}));
         legacy.push(json!({"email": {"is": u}}));
+    }
+    // Pomerium: one `claim/<name>: value` per listed value.
+    for (claim, values) in &r.allowed_idp_claims {
+        let values = match values {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        for v in values {
+            legacy.push(json!({ format!("claim/{claim}"): v }));
+        }
     }
     let mut policy = if legacy.is_empty() {
         Policy::default()

@@ -147,3 +147,26 @@ fn numeric_secrets_from_the_environment_are_strings() {
     doc["idp_client_secret"] = json!(123456);
     assert_eq!(validate(doc).expect("valid").idp.client_secret, "123456");
 }
+
+#[test]
+fn legacy_claims_and_cors_keys_become_ppl() {
+    use portcullis_policy::{Decision, Input, RequestFacts, UserFacts};
+    let mut doc = base();
+    doc["routes"][0] = json!({
+        "from": "https://app.example.com", "to": "http://127.0.0.1:9000",
+        "allowed_idp_claims": {"department": ["eng", "ops"]}, "cors_allow_preflight": true,
+    });
+    let c = validate(doc).expect("valid");
+    let policy = &c.routes[0].policy;
+    let claims = |dept: &str| json!({"department": dept}).as_object().cloned().unwrap_or_default();
+    let decide = |dept: &str, cors: bool| {
+        let claims = claims(dept);
+        let user = UserFacts { user_id: "u", email: Some("u@example.com"), claims: &claims, groups: &[] };
+        let request =
+            RequestFacts { method: "GET", path: "/", cors_preflight: cors, ..RequestFacts::default() };
+        policy.decide(&Input { user: Some(user), request })
+    };
+    assert!(matches!(decide("ops", false), Decision::Allow { .. }));
+    assert!(matches!(decide("sales", false), Decision::Deny { .. }));
+    assert!(matches!(decide("sales", true), Decision::Allow { .. }), "preflights pass");
+}
