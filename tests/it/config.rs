@@ -74,3 +74,31 @@ fn check_config_accepts_a_valid_file_and_names_every_bad_field() {
     let (code, out) = check_config(": not yaml :\n  - [");
     assert_eq!(code, 2, "{out}");
 }
+
+#[tokio::test]
+async fn policy_eval_prints_the_route_the_decision_and_the_reasons() {
+    let env = TestEnv::start().await;
+    let app = env.app_url("/reports");
+    let (code, out, err) = env.cli(&["policy", "eval", "--email", "alice@example.com", "GET", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("routes[0]") && out.contains("decision: allow") && out.contains("reasons:  domain-ok"),
+        "{out}"
+    );
+
+    let (_, out, _) = env.cli(&["policy", "eval", "--email", "mallory@evil.example", "GET", &app]).await;
+    assert!(out.contains("decision: deny (403)") && out.contains("domain-unauthorized"), "{out}");
+
+    let (_, out, _) = env.cli(&["policy", "eval", "GET", &env.admin_url("/")]).await;
+    assert!(
+        out.contains("routes[1]") && out.contains("sign in first") && out.contains("user-unauthenticated"),
+        "{out}"
+    );
+
+    let api = env.api_url("/items");
+    let (_, out, _) = env.cli(&["policy", "eval", "--email", "bob@example.com", "POST", &api]).await;
+    assert!(out.contains("routes[2]") && out.contains("http-method-unauthorized"), "{out}");
+
+    let (_, out, _) = env.cli(&["policy", "eval", "GET", "http://nowhere.localhost/"]).await;
+    assert!(out.contains("route:    none"), "{out}");
+}

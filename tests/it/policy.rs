@@ -20,7 +20,8 @@ async fn policies_that_read_the_request_decide_every_request_anew() {
     assert_eq!(browser.login(&env.api_url("/items"), "bob").await.final_response.status(), 200);
 
     // Same session, same route: the method and the path decide, and no decision is reused.
-    let post = browser.client.post(env.api_url("/items")).header("accept", "application/json").send().await.unwrap();
+    let post =
+        browser.client.post(env.api_url("/items")).header("accept", "application/json").send().await.unwrap();
     assert_eq!(post.status(), 403);
     let body: serde_json::Value = post.json().await.unwrap();
     assert_eq!(body["reasons"], serde_json::json!(["http-method-unauthorized"]));
@@ -30,5 +31,39 @@ async fn policies_that_read_the_request_decide_every_request_anew() {
     let body: serde_json::Value = internal.json().await.unwrap();
     assert_eq!(body["reasons"], serde_json::json!(["http-path-ok"]));
     assert_eq!(browser.get_json(&env.api_url("/items/2")).await.unwrap().status(), 200);
-    assert!(env.upstream.requests().iter().all(|r| r.method != "POST" && !r.path_and_query.starts_with("/internal")));
+    assert!(
+        env.upstream
+            .requests()
+            .iter()
+            .all(|r| r.method != "POST" && !r.path_and_query.starts_with("/internal"))
+    );
+}
+
+#[tokio::test]
+async fn request_hygiene_refuses_tricks_before_any_decision() {
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    assert_eq!(browser.login(&env.app_url("/"), "alice").await.final_response.status(), 200);
+    let hits = env.upstream.requests().len();
+    let get = |path: &str| browser.client.get(env.app_url(path)).header("accept", "application/json");
+
+    // Encoded slashes and backslashes: 400 (Pomerium's default).
+    for path in ["/a%2Fb", "/a%5cb"] {
+        assert_eq!(get(path).send().await.unwrap().status(), 400, "{path}");
+    }
+    // Dot segments are resolved before matching: the upstream sees the normalised path.
+    assert_eq!(get("/public/../private/./x").send().await.unwrap().status(), 200);
+    assert_eq!(env.upstream.last().unwrap().path_and_query, "/private/x");
+    // Header names with underscores: 400.
+    let r = get("/h").header("X_Forwarded_User", "admin").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Too many headers, or too large: 431.
+    let mut many = get("/many");
+    for i in 0..150 {
+        many = many.header(format!("x-h-{i}"), "1");
+    }
+    assert_eq!(many.send().await.unwrap().status(), 431);
+    let big = get("/big").header("x-big", "a".repeat(100 * 1024)).send().await.unwrap();
+    assert_eq!(big.status(), 431);
+    assert_eq!(env.upstream.requests().len(), hits + 1, "only the normalised request reached the upstream");
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod policy_eval;
 use portcullis_runtime::{Config, Shutdown, config, shutdown, telemetry};
 use tracing::{error, info, warn};
 
@@ -50,6 +51,39 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// Evaluate policies offline.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Which route a request matches, and what its policy decides, with the reasons.
+    Eval {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user's email (also the user id unless --user is given); none: anonymous.
+        #[arg(long)]
+        email: Option<String>,
+        /// The user id (the IdP's `sub`).
+        #[arg(long)]
+        user: Option<String>,
+        /// More claims, as a JSON object (e.g. '{"department":"eng"}').
+        #[arg(long)]
+        claims: Option<String>,
+        /// Groups, comma-separated.
+        #[arg(long)]
+        groups: Option<String>,
+        /// The client address (for source_ip).
+        #[arg(long)]
+        ip: Option<String>,
+        /// e.g. GET
+        method: String,
+        /// e.g. https://app.example.com/reports
+        url: String,
     },
 }
 
@@ -105,6 +139,25 @@ fn main() -> ExitCode {
     let (arg, services): (&ConfigArg, &[Service]) = match &cli.command {
         Command::CheckConfig(arg) => return check_config(arg),
         Command::Sessions { .. } | Command::Events { .. } => return admin(cli.command),
+        Command::Policy {
+            command: PolicyCommand::Eval { config, email, user, claims, groups, ip, method, url },
+        } => {
+            let Some(cfg) = load(config) else { return ExitCode::from(2) };
+            let who = policy_eval::Who {
+                email: email.clone(),
+                user: user.clone(),
+                claims: claims.clone(),
+                groups: groups.clone(),
+                ip: ip.clone(),
+            };
+            return match policy_eval::run(cfg, method, url, who) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("portcullis: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::All(a) => (a, &[Service::Cache, Service::Authorize, Service::Authenticate, Service::Proxy]),
         Command::Proxy(a) => (a, &[Service::Proxy]),
         Command::Authenticate(a) => (a, &[Service::Authenticate]),

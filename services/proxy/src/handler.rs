@@ -83,6 +83,11 @@ impl Proxy {
             Some(h) if !h.is_empty() => h,
             _ => return error::bad_request("The request has no Host.", html),
         };
+        // Pomerium's default: a header name with `_` may be turned into a trusted `-` name by
+        // some upstream stack (X_Forwarded_User → X-Forwarded-User), so refuse it outright.
+        if req.headers().keys().any(|k| k.as_str().contains('_')) {
+            return error::bad_request("Header names with underscores are not accepted.", html);
+        }
         let (host, port) = split_host(&host_header);
         let raw_path = req.uri().path().to_owned();
         let path = match path::normalize(&raw_path) {

@@ -17,6 +17,11 @@ use tracing::{debug, warn};
 
 use crate::handler::Proxy;
 
+/// Most request headers accepted (more: 431).
+const MAX_HEADERS: usize = 100;
+/// Largest request head accepted, bytes (larger: 431).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,7 +66,10 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
 /// Serve `listener` until `shutdown`, then drain.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Oversized or too many request headers get 431 from hyper.
+    builder.http1().max_headers(MAX_HEADERS).max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
