@@ -67,3 +67,54 @@ async fn request_hygiene_refuses_tricks_before_any_decision() {
     assert_eq!(big.status(), 431);
     assert_eq!(env.upstream.requests().len(), hits + 1, "only the normalised request reached the upstream");
 }
+
+#[tokio::test]
+async fn route_options_rewrite_paths_hosts_and_headers_as_pomerium_does() {
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    let rewrite = |path: &str| env.url_on("rewrite.localhost", path);
+    assert_eq!(browser.login(&rewrite("/api/items?x=1"), "bob").await.final_response.status(), 200);
+
+    // prefix + prefix_rewrite, `to` with a base path, preserve_host_header, header options.
+    let r = browser
+        .client
+        .get(rewrite("/api/items?x=1"))
+        .header("x-remove-me", "secret")
+        .header("x-keep-me", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY", "set_response_headers overrides the default");
+    assert_eq!(r.headers()["x-xss-protection"], "1; mode=block", "Pomerium's other default stays");
+    let seen = env.upstream.last().unwrap();
+    assert_eq!(seen.path_and_query, "/base/v2/items?x=1");
+    assert_eq!(seen.header("host"), Some(format!("rewrite.localhost:{}", env.port).as_str()));
+    assert_eq!(seen.header("x-custom"), Some("hello"));
+    assert!(
+        seen.header("x-identity").is_some_and(|v| v.starts_with("Bearer ey")),
+        "${{pomerium.jwt}} filled"
+    );
+    assert!(seen.header("x-remove-me").is_none());
+    assert_eq!(seen.header("x-keep-me"), Some("1"));
+    assert!(seen.header("x-portcullis-jwt-assertion").is_none(), "pass_identity_headers: false");
+
+    // regex + regex_rewrite (the regex route comes first in the file).
+    assert_eq!(browser.get_html(&rewrite("/re/42")).await.unwrap().status(), 200);
+    assert_eq!(env.upstream.last().unwrap().path_and_query, "/numbers/42");
+    assert_eq!(browser.get_json(&rewrite("/re/abc")).await.unwrap().status(), 404, "regex is a full match");
+
+    // Wildcard hosts match one or more labels, not the bare domain.
+    let anon = env.browser();
+    assert_eq!(anon.get_json(&env.url_on("a.wild.localhost", "/w")).await.unwrap().status(), 200);
+    assert_eq!(anon.get_json(&env.url_on("deep.b.wild.localhost", "/w")).await.unwrap().status(), 200);
+    assert_eq!(anon.get_json(&env.url_on("wild.localhost", "/w")).await.unwrap().status(), 404);
+
+    // redirect and response routes.
+    let go = anon.get_json(&env.url_on("go.localhost", "/docs?q=1")).await.unwrap();
+    assert_eq!(go.status(), 302);
+    assert_eq!(go.headers()["location"], "https://example.com/docs?q=1");
+    let fixed = anon.get_json(&env.url_on("static.localhost", "/")).await.unwrap();
+    assert_eq!(fixed.status(), 200);
+    assert_eq!(fixed.text().await.unwrap(), "static ok");
+}

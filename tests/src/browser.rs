@@ -48,6 +48,12 @@ impl Browser {
             .resolve("app.localhost", loopback)
             .resolve("admin.localhost", loopback)
             .resolve("api.localhost", loopback)
+            .resolve("rewrite.localhost", loopback)
+            .resolve("a.wild.localhost", loopback)
+            .resolve("deep.b.wild.localhost", loopback)
+            .resolve("wild.localhost", loopback)
+            .resolve("go.localhost", loopback)
+            .resolve("static.localhost", loopback)
             .resolve("authenticate.localhost", loopback)
             .build()
             .expect("client");

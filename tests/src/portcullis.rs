@@ -296,6 +296,11 @@ impl TestEnv {
         format!("{}://app.localhost:{}{path}", self.scheme(), self.port)
     }
 
+    /// A URL on `host` (resolved to the proxy by [`Browser`]).
+    pub fn url_on(&self, host: &str, path: &str) -> String {
+        format!("{}://{host}:{}{path}", self.scheme(), self.port)
+    }
+
     pub fn api_url(&self, path: &str) -> String {
         format!("{}://api.localhost:{}{path}", self.scheme(), self.port)
     }
@@ -416,6 +421,39 @@ routes:
           or:
             - http_path:
                 starts_with: /internal
+  - from: http://rewrite.localhost
+    to: {upstream}
+    regex: "/re/[0-9]+"
+    regex_rewrite_pattern: "^/re/(.*)$"
+    regex_rewrite_substitution: "/numbers/$1"
+    allow_any_authenticated_user: true
+  - from: http://rewrite.localhost
+    to: {upstream}/base
+    prefix: /api/
+    prefix_rewrite: /v2/
+    preserve_host_header: true
+    pass_identity_headers: false
+    set_request_headers:
+      X-Custom: hello
+      X-Identity: "Bearer ${{pomerium.jwt}}"
+    remove_request_headers: [X-Remove-Me]
+    set_response_headers:
+      X-Frame-Options: DENY
+    allow_any_authenticated_user: true
+  - from: http://*.wild.localhost
+    to: {upstream}
+    allow_public_unauthenticated_access: true
+  - from: http://go.localhost
+    redirect:
+      https_redirect: true
+      host_redirect: example.com
+      response_code: 302
+    allow_public_unauthenticated_access: true
+  - from: http://static.localhost
+    response:
+      status: 200
+      body: static ok
+    allow_public_unauthenticated_access: true
 "#
     )
 }

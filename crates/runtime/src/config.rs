@@ -6,7 +6,7 @@
 //! in full and returns a typed [`Config`] or every problem found, each naming its field.
 //! Nothing binds or connects before validation passes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,7 +40,7 @@ const NOT_CONFIG_ENV: &[&str] = &["config", "log_format", "bin"];
 
 /// Route keys Pomerium has that would make a route match or allow more if ignored: refusing
 /// to start is safer than warning.
-const UNSUPPORTED_WIDENING_ROUTE_KEYS: &[&str] = &["regex"];
+const UNSUPPORTED_WIDENING_ROUTE_KEYS: &[&str] = &["regex_priority_order"];
 
 /// Top-level keys Portcullis reads. Anything else in the file is warned about.
 const KNOWN_KEYS: &[&str] = &[
@@ -84,6 +84,19 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "cors_allow_preflight",
     "policy",
     "pass_identity_headers",
+    "regex",
+    "prefix_rewrite",
+    "regex_rewrite_pattern",
+    "regex_rewrite_substitution",
+    "host_rewrite",
+    "host_rewrite_header",
+    "preserve_host_header",
+    "set_request_headers",
+    "remove_request_headers",
+    "set_response_headers",
+    "timeout",
+    "redirect",
+    "response",
 ];
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
 const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
@@ -256,6 +269,42 @@ struct RawRoute {
     cors_allow_preflight: bool,
     policy: Option<Value>,
     pass_identity_headers: Option<bool>,
+    regex: Option<String>,
+    prefix_rewrite: Option<String>,
+    regex_rewrite_pattern: Option<String>,
+    regex_rewrite_substitution: Option<String>,
+    host_rewrite: Option<String>,
+    host_rewrite_header: Option<String>,
+    #[serde(default)]
+    preserve_host_header: bool,
+    #[serde(default)]
+    set_request_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_request_headers: Vec<String>,
+    #[serde(default)]
+    set_response_headers: BTreeMap<String, String>,
+    timeout: Option<RawDuration>,
+    redirect: Option<RawRedirect>,
+    response: Option<RawResponse>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawRedirect {
+    #[serde(default)]
+    https_redirect: bool,
+    scheme_redirect: Option<String>,
+    host_redirect: Option<String>,
+    port_redirect: Option<u16>,
+    path_redirect: Option<String>,
+    #[serde(default)]
+    strip_query: bool,
+    response_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawResponse {
+    status: Option<u16>,
+    body: Option<String>,
 }
 
 /// The validated configuration every service reads.
@@ -385,18 +434,74 @@ pub struct Route {
     pub path: Option<String>,
     pub policy: Policy,
     pub pass_identity_headers: bool,
+    /// A full-match path regex (takes precedence over `path` and `prefix`, as in Pomerium).
+    pub regex: Option<regex::Regex>,
+    /// What replaces the matched `prefix` in the upstream path.
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<(regex::Regex, String)>,
+    pub host: HostRewrite,
+    /// Headers set on the upstream request; values may use `${pomerium.jwt}`.
+    pub set_request_headers: Vec<(String, String)>,
+    pub remove_request_headers: Vec<String>,
+    /// Headers set on responses (Pomerium's security defaults plus the route's own).
+    pub set_response_headers: Vec<(String, String)>,
+    /// Deadline for the upstream's response headers.
+    pub timeout: Duration,
+    pub action: RouteAction,
 }
+
+/// The `Host` the upstream receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRewrite {
+    /// The upstream's own host (Pomerium's default).
+    Upstream,
+    /// The host the client asked for (`preserve_host_header`).
+    Preserve,
+    /// A fixed host (`host_rewrite`).
+    Fixed(String),
+    /// The value of a request header (`host_rewrite_header`).
+    FromHeader(String),
+}
+
+/// What an allowed request on the route gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    Forward,
+    Redirect(Redirect),
+    Respond { status: u16, body: String },
+}
+
+/// Pomerium's `redirect` route settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub strip_query: bool,
+    pub status: u16,
+}
+
+/// Pomerium's default security headers on responses (a route's `set_response_headers`
+/// overrides them by name).
+pub const DEFAULT_RESPONSE_HEADERS: [(&str, &str); 2] =
+    [("x-frame-options", "SAMEORIGIN"), ("x-xss-protection", "1; mode=block")];
+/// Pomerium's default upstream timeout.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Route {
     /// Whether this route serves `host` (lower case, no port) on `port` and `path`.
     pub fn matches(&self, host: &str, port: Option<u16>, path: &str) -> bool {
-        if self.from.host != host {
+        if !self.from.matches_host(host) {
             return false;
         }
         if let (Some(want), Some(got)) = (self.from.port, port)
             && want != got
         {
             return false;
+        }
+        if let Some(r) = &self.regex {
+            return r.is_match(path);
         }
         if let Some(p) = &self.path {
             return path == p;
@@ -405,6 +510,33 @@ impl Route {
             return path.starts_with(p.as_str());
         }
         true
+    }
+
+    /// The path the upstream receives for the (normalised) request `path`.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if let (Some(prefix), Some(rewrite)) = (&self.prefix, &self.prefix_rewrite)
+            && let Some(rest) = path.strip_prefix(prefix.as_str())
+        {
+            return std::borrow::Cow::Owned(format!("{rewrite}{rest}"));
+        }
+        if let Some((re, substitution)) = &self.regex_rewrite {
+            return re.replace(path, substitution.as_str());
+        }
+        std::borrow::Cow::Borrowed(path)
+    }
+}
+
+impl RouteFrom {
+    /// `host` is the route's host, or matches its `*.` wildcard (one or more labels).
+    pub fn matches_host(&self, host: &str) -> bool {
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+            None => self.host == host,
+        }
     }
 }
 
@@ -419,7 +551,8 @@ impl Config {
             && url.username().is_empty()
             && url.password().is_none()
             && self.routes.iter().any(|r| {
-                r.from.host == host && r.from.port.is_none_or(|p| Some(p) == url.port_or_known_default())
+                r.from.matches_host(&host)
+                    && r.from.port.is_none_or(|p| Some(p) == url.port_or_known_default())
             })
     }
 
@@ -879,14 +1012,59 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 None
             }
         };
+        let action = route_action(p, &r, &field);
         let to: Vec<Url> = match r.to.clone().map(StringOrList::into_vec) {
             Some(list) if !list.is_empty() => {
                 list.iter().filter_map(|t| p.check(&field("to"), upstream_url(t))).collect()
             }
+            _ if !matches!(action, RouteAction::Forward) => Vec::new(),
             _ => {
-                p.add(field("to"), "required: the upstream URL(s)");
+                p.add(field("to"), "required: the upstream URL(s) (or `redirect` or `response`)");
                 Vec::new()
             }
+        };
+        let regex = r.regex.as_deref().and_then(|re| {
+            p.check(&field("regex"), regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string()))
+        });
+        let regex_rewrite = match (&r.regex_rewrite_pattern, &r.regex_rewrite_substitution) {
+            (Some(pat), Some(sub)) => p
+                .check(&field("regex_rewrite_pattern"), regex::Regex::new(pat).map_err(|e| e.to_string()))
+                .map(|re| (re, sub.clone())),
+            (None, None) => None,
+            _ => {
+                p.add(
+                    field("regex_rewrite_pattern"),
+                    "regex_rewrite_pattern and regex_rewrite_substitution go together",
+                );
+                None
+            }
+        };
+        if r.prefix_rewrite.is_some() && r.prefix.is_none() {
+            p.add(field("prefix_rewrite"), "needs `prefix` (the part it replaces)");
+        }
+        let host = match (r.preserve_host_header, &r.host_rewrite, &r.host_rewrite_header) {
+            (false, None, None) => HostRewrite::Upstream,
+            (true, None, None) => HostRewrite::Preserve,
+            (false, Some(h), None) => HostRewrite::Fixed(h.clone()),
+            (false, None, Some(h)) => HostRewrite::FromHeader(h.to_ascii_lowercase()),
+            _ => {
+                p.add(
+                    field("host_rewrite"),
+                    "use only one of preserve_host_header, host_rewrite, host_rewrite_header",
+                );
+                HostRewrite::Upstream
+            }
+        };
+        let set_request_headers = header_pairs(p, &field("set_request_headers"), &r.set_request_headers);
+        let mut set_response_headers: Vec<(String, String)> = DEFAULT_RESPONSE_HEADERS
+            .iter()
+            .filter(|(k, _)| !r.set_response_headers.keys().any(|n| n.eq_ignore_ascii_case(k)))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        set_response_headers.extend(header_pairs(p, &field("set_response_headers"), &r.set_response_headers));
+        let timeout = match &r.timeout {
+            None => DEFAULT_ROUTE_TIMEOUT,
+            Some(d) => p.check(&field("timeout"), raw_duration(d)).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
         };
         for (k, v) in [("prefix", &r.prefix), ("path", &r.path)] {
             if v.as_deref().is_some_and(|s| !s.starts_with('/')) {
@@ -917,7 +1095,7 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
             }
         };
         if let (Some(from), Some(policy)) = (from, policy) {
-            if to.is_empty() {
+            if to.is_empty() && matches!(action, RouteAction::Forward) {
                 continue;
             }
             out.push(Route {
@@ -929,7 +1107,88 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 path: r.path.clone(),
                 policy,
                 pass_identity_headers: r.pass_identity_headers.unwrap_or(pass_identity_default),
+                regex,
+                prefix_rewrite: r.prefix_rewrite.clone(),
+                regex_rewrite,
+                host,
+                set_request_headers,
+                remove_request_headers: r
+                    .remove_request_headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                set_response_headers,
+                timeout,
+                action,
             });
+        }
+    }
+    out
+}
+
+/// `redirect` or `response`, else forwarding.
+fn route_action(p: &mut Problems, r: &RawRoute, field: &dyn Fn(&str) -> String) -> RouteAction {
+    match (&r.redirect, &r.response) {
+        (Some(_), Some(_)) => {
+            p.add(field("redirect"), "a route has either `redirect` or `response`, not both");
+            RouteAction::Forward
+        }
+        (Some(rd), None) => {
+            let status = rd.response_code.unwrap_or(301);
+            if ![301, 302, 303, 307, 308].contains(&status) {
+                p.add(field("redirect.response_code"), "must be 301, 302, 303, 307 or 308");
+            }
+            if rd.path_redirect.as_deref().is_some_and(|s| !s.starts_with('/')) {
+                p.add(field("redirect.path_redirect"), "must start with `/`");
+            }
+            let scheme =
+                if rd.https_redirect { Some("https".to_owned()) } else { rd.scheme_redirect.clone() };
+            RouteAction::Redirect(Redirect {
+                scheme,
+                host: rd.host_redirect.clone(),
+                port: rd.port_redirect,
+                path: rd.path_redirect.clone(),
+                strip_query: rd.strip_query,
+                status,
+            })
+        }
+        (None, Some(resp)) => {
+            let status = resp.status.unwrap_or(200);
+            if !(200..=599).contains(&status) {
+                p.add(field("response.status"), "must be an HTTP status from 200 to 599");
+            }
+            RouteAction::Respond { status, body: resp.body.clone().unwrap_or_default() }
+        }
+        (None, None) => RouteAction::Forward,
+    }
+}
+
+/// Validate header names and the template variables in values.
+fn header_pairs(p: &mut Problems, field: &str, raw: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in raw {
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-!#$%&'*+.^`|~".contains(&b))
+        {
+            p.add(format!("{field}.{name}"), "not a valid header name");
+            continue;
+        }
+        let mut rest = value.as_str();
+        let mut ok = true;
+        while let Some(start) = rest.find("${") {
+            let Some(end) = rest[start..].find('}') else { break };
+            let var = &rest[start + 2..start + end];
+            if !matches!(var, "pomerium.jwt" | "portcullis.jwt") {
+                p.add(
+                    format!("{field}.{name}"),
+                    format!("template `${{{var}}}` is not supported yet (only ${{pomerium.jwt}})"),
+                );
+                ok = false;
+            }
+            rest = &rest[start + end + 1..];
+        }
+        if ok {
+            out.push((name.to_ascii_lowercase(), value.clone()));
         }
     }
     out
@@ -983,15 +1242,23 @@ fn route_id(value: &Value) -> String {
 }
 
 fn route_from(text: &str) -> Result<RouteFrom, String> {
-    let url = http_url(text)?;
+    // URLs cannot hold `*`: take a leading `*.` off, parse, and put it back.
+    let (wildcard, parseable) = match text.split_once("://*.") {
+        Some((scheme, rest)) => (true, format!("{scheme}://{rest}")),
+        None => (false, text.to_owned()),
+    };
+    if parseable.contains('*') {
+        return Err("a wildcard is allowed only as the first label (`*.example.com`)".into());
+    }
+    let url = http_url(&parseable)?;
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
             "`{text}` must be scheme://host[:port] without path (use prefix or path to match paths)"
         ));
     }
-    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    if host.contains('*') {
-        return Err("wildcard hosts are not supported yet".into());
+    let mut host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if wildcard {
+        host = format!("*.{host}");
     }
     Ok(RouteFrom { scheme: url.scheme().to_owned(), host, port: url.port() })
 }

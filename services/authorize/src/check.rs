@@ -83,7 +83,10 @@ impl Checker {
             Decision::Allow { reasons } => {
                 let mut headers = Vec::new();
                 let mut jwt_left = i64::MAX;
-                if let (Some(s), true) = (&session, route.pass_identity_headers) {
+                // The JWT also feeds `${pomerium.jwt}` in set_request_headers.
+                let wants_jwt = route.pass_identity_headers
+                    || route.set_request_headers.iter().any(|(_, v)| v.contains(".jwt}"));
+                if let (Some(s), true) = (&session, wants_jwt) {
                     let identity = Identity {
                         user_id: &s.identity.user_id,
                         email: email.unwrap_or_default(),

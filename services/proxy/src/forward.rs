@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use portcullis_runtime::config::Route;
+use portcullis_runtime::config::{HostRewrite, Route};
 use portcullis_schemas::messages::Header;
 use tracing::warn;
 
@@ -17,9 +17,6 @@ use crate::{Body, error};
 
 /// The pooled upstream client.
 pub type UpstreamClient = Client<HttpConnector, Body>;
-
-/// Deadline for an upstream's response headers (Pomerium's default route timeout).
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Identity header prefixes only Portcullis may set.
 const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
@@ -68,6 +65,7 @@ pub async fn forward(
         return error::bad_gateway(html);
     };
     let (parts, body) = req.into_parts();
+    let path = route.upstream_path(path);
     let base = upstream.path().trim_end_matches('/');
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{base}{path}?{q}"),
@@ -90,7 +88,14 @@ pub async fn forward(
         }
     };
     let mut headers = request_headers(&parts.headers, origin, granted);
-    if let Ok(v) = HeaderValue::from_str(&authority) {
+    route_request_headers(&mut headers, route, granted);
+    let host = match &route.host {
+        HostRewrite::Upstream => HeaderValue::from_str(&authority).ok(),
+        HostRewrite::Preserve => HeaderValue::from_str(origin.host).ok(),
+        HostRewrite::Fixed(h) => HeaderValue::from_str(h).ok(),
+        HostRewrite::FromHeader(name) => parts.headers.get(name.as_str()).cloned(),
+    };
+    if let Some(v) = host.or_else(|| HeaderValue::from_str(&authority).ok()) {
         headers.insert(header::HOST, v);
     }
     let mut upstream_req = Request::new(body.map_err(Into::into).boxed());
@@ -98,10 +103,11 @@ pub async fn forward(
     *upstream_req.uri_mut() = uri;
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = headers;
-    match tokio::time::timeout(UPSTREAM_TIMEOUT, client.request(upstream_req)).await {
+    match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            set_response_headers(&mut parts.headers, route);
             Response::from_parts(parts, body.map_err(Into::into).boxed())
         }
         Ok(Err(e)) => {
@@ -114,6 +120,43 @@ pub async fn forward(
         }
     }
 }
+
+/// The route's `remove_request_headers` and `set_request_headers` (with `${pomerium.jwt}`
+/// filled from the identity JWT authorize granted). The assertion header itself reaches the
+/// upstream only when the route passes identity headers.
+fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &[Header]) {
+    for name in &route.remove_request_headers {
+        headers.remove(name.as_str());
+    }
+    let jwt = granted.iter().find(|h| h.name.eq_ignore_ascii_case(JWT_ASSERTION)).map(|h| h.value.as_str());
+    if !route.pass_identity_headers {
+        headers.remove(JWT_ASSERTION);
+    }
+    for (name, value) in &route.set_request_headers {
+        let value = if value.contains("${") {
+            value
+                .replace("${pomerium.jwt}", jwt.unwrap_or(""))
+                .replace("${portcullis.jwt}", jwt.unwrap_or(""))
+        } else {
+            value.clone()
+        };
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            headers.insert(n, v);
+        }
+    }
+}
+
+/// The route's response headers (Pomerium's security defaults included).
+pub fn set_response_headers(headers: &mut HeaderMap, route: &Route) {
+    for (name, value) in &route.set_response_headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(n, v);
+        }
+    }
+}
+
+/// The header carrying the identity JWT.
+const JWT_ASSERTION: &str = "x-portcullis-jwt-assertion";
 
 /// The headers the upstream receives: the client's, minus hop-by-hop, identity and
 /// forwarding headers and our cookie; plus `X-Forwarded-*` and what authorize granted.

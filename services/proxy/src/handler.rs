@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use portcullis_runtime::config::{Config, Route};
+use portcullis_runtime::config::{Config, Redirect, Route, RouteAction};
 use portcullis_runtime::crypto::{Purpose, Sealer, Signer, random_token, sha256_b64};
 use portcullis_runtime::flow::{self, paths};
 use portcullis_runtime::{Bus, BusError, now_unix};
@@ -111,7 +111,7 @@ impl Proxy {
     }
 
     async fn internal(&self, req: Request<Incoming>, facts: &RequestFacts<'_>, path: &str) -> Response<Body> {
-        if !self.config.routes.iter().any(|r| r.from.host == facts.host) {
+        if !self.config.routes.iter().any(|r| r.from.matches_host(facts.host)) {
             return error::not_found(facts.html);
         }
         let session = || cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
@@ -206,15 +206,28 @@ impl Proxy {
                 }
             };
         match reply.as_deref() {
-            Ok(CheckReply::Allow { headers, .. }) => {
-                let origin = Origin {
-                    peer: facts.peer,
-                    https: facts.https,
-                    host: facts.host_header,
-                    cookie_name: &self.config.cookie.name,
-                };
-                forward::forward(&self.client, route, req, path, &origin, headers, facts.html).await
-            }
+            Ok(CheckReply::Allow { headers, .. }) => match &route.action {
+                RouteAction::Forward => {
+                    let origin = Origin {
+                        peer: facts.peer,
+                        https: facts.https,
+                        host: facts.host_header,
+                        cookie_name: &self.config.cookie.name,
+                    };
+                    forward::forward(&self.client, route, req, path, &origin, headers, facts.html).await
+                }
+                RouteAction::Redirect(r) => {
+                    let mut response = redirect_response(r, &req, facts);
+                    forward::set_response_headers(response.headers_mut(), route);
+                    response
+                }
+                RouteAction::Respond { status, body } => {
+                    let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+                    let mut response = error::text(status, "text/plain; charset=utf-8", body.clone());
+                    forward::set_response_headers(response.headers_mut(), route);
+                    response
+                }
+            },
             Ok(CheckReply::Deny { status, reasons, .. }) => {
                 let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN);
                 error::error(
@@ -253,6 +266,24 @@ impl Proxy {
             }
         }
     }
+}
+
+/// A `redirect` route's answer: the request URL with the configured parts replaced.
+fn redirect_response(r: &Redirect, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
+    let scheme = r.scheme.clone().unwrap_or_else(|| if facts.https { "https".into() } else { "http".into() });
+    let (host, port) = split_host(facts.host_header);
+    // A new host or scheme drops the request's port (as Envoy does) unless one is configured.
+    let keep_port = r.host.is_none() && r.scheme.is_none();
+    let host = r.host.clone().unwrap_or(host);
+    let port = r.port.or(port.filter(|_| keep_port)).map(|p| format!(":{p}")).unwrap_or_default();
+    let path = r.path.clone().unwrap_or_else(|| req.uri().path().to_owned());
+    let query = match (r.strip_query, req.uri().query()) {
+        (false, Some(q)) => format!("?{q}"),
+        _ => String::new(),
+    };
+    let mut response = error::redirect(&format!("{scheme}://{host}{port}{path}{query}"));
+    *response.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    response
 }
 
 /// `Host` into lower-case host and optional port.

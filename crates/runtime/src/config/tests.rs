@@ -122,8 +122,14 @@ fn addresses_parse_like_pomerium() {
 #[test]
 fn keys_that_would_widen_a_route_if_ignored_are_errors() {
     let mut doc = base();
-    doc["routes"][0]["regex"] = json!("^/admin");
+    doc["routes"][0]["regex_priority_order"] = json!(1);
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].regex_priority_order:")));
+    let mut doc = base();
+    doc["routes"][0]["regex"] = json!("(unclosed");
     assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].regex:")));
+    let mut doc = base();
+    doc["routes"][0]["set_request_headers"] = json!({"X-Token": "${pomerium.access_token}"});
+    assert!(errors_for(doc).iter().any(|e| e.contains("pomerium.access_token")), "unsupported templates fail");
 }
 
 #[test]
