@@ -56,6 +56,11 @@ test: deps build
 bench-micro: deps
     CARGO_TARGET_DIR=target/bench cargo bench --locked -p portcullis-e2e --bench micro
 
+# Policy benchmarks: one evaluation of a 5-criterion policy, route lookup among 10,000 routes,
+# and compiling 10,000 routes.
+bench-policy: deps
+    CARGO_TARGET_DIR=target/bench cargo bench --locked -p portcullis-e2e --bench micro -- "policy|route"
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all --check

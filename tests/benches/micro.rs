@@ -69,6 +69,29 @@ fn session() -> Session {
     }
 }
 
+fn many_routes(n: usize) -> serde_json::Value {
+    let routes: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let from = if i % 10 == 9 {
+                format!("https://*.tenant-{i}.example.org")
+            } else {
+                format!("https://app-{i}.example.com")
+            };
+            json!({"from": from, "to": "http://127.0.0.1:9000", "prefix": "/", "policy": five_criteria()})
+        })
+        .collect();
+    json!({
+        "insecure_server": true,
+        "address": ":8080",
+        "authenticate_service_url": "https://authenticate.example.com",
+        "idp_provider_url": "https://idp.example.com",
+        "idp_client_id": "c",
+        "idp_client_secret": "s",
+        "shared_secret": "c2hhcmVkLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=",
+        "routes": routes,
+    })
+}
+
 fn benches(c: &mut Criterion) {
     let sealer = Sealer::new(&Secret::from_bytes([7; 32]), Purpose::SessionCookie);
     let cookie = sealer.seal(b"session-id-0123456789abcdefghijklmnopqrstuvwx", b"_pomerium");
@@ -88,6 +111,23 @@ fn benches(c: &mut Criterion) {
             };
             black_box(policy.decide(&Input { user: Some(user), ..Input::default() }))
         })
+    });
+
+    // 10,000 routes: 9,000 exact hosts, 1,000 wildcard hosts, each with a policy.
+    let many = many_routes(10_000);
+    let raw: RawConfig = serde_json::from_value(many.clone()).unwrap();
+    c.bench_function("route compile (10,000 routes, validate the whole configuration)", |b| {
+        b.iter(|| {
+            let raw: RawConfig = serde_json::from_value(black_box(many.clone())).unwrap();
+            raw.validate().unwrap()
+        })
+    });
+    let big = raw.validate().unwrap();
+    c.bench_function("route lookup among 10,000 routes (exact host)", |b| {
+        b.iter(|| big.find_route(black_box("app-4321.example.com"), None, "/reports").unwrap())
+    });
+    c.bench_function("route lookup among 10,000 routes (wildcard host)", |b| {
+        b.iter(|| big.find_route(black_box("x.tenant-777.example.org"), None, "/").unwrap())
     });
 
     let config = Arc::new(config());

@@ -118,3 +118,17 @@ async fn route_options_rewrite_paths_hosts_and_headers_as_pomerium_does() {
     assert_eq!(fixed.status(), 200);
     assert_eq!(fixed.text().await.unwrap(), "static ok");
 }
+
+#[tokio::test]
+async fn requests_are_spread_across_upstreams() {
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    for i in 0..10 {
+        let r = browser.get_json(&env.url_on("lb.localhost", &format!("/lb/{i}"))).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let count = |u: &portcullis_e2e::Upstream| {
+        u.requests().iter().filter(|r| r.path_and_query.starts_with("/lb/")).count()
+    };
+    assert_eq!((count(&env.upstream), count(&env.upstream2)), (5, 5), "round robin over two upstreams");
+}

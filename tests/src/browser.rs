@@ -54,6 +54,7 @@ impl Browser {
             .resolve("wild.localhost", loopback)
             .resolve("go.localhost", loopback)
             .resolve("static.localhost", loopback)
+            .resolve("lb.localhost", loopback)
             .resolve("authenticate.localhost", loopback)
             .build()
             .expect("client");

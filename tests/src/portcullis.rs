@@ -127,6 +127,8 @@ pub struct TestEnv {
     pub nats: NatsServer,
     pub idp: Idp,
     pub upstream: Upstream,
+    /// A second upstream (load balancing).
+    pub upstream2: Upstream,
     pub port: u16,
     pub config_path: PathBuf,
     pub options: Options,
@@ -155,6 +157,7 @@ impl TestEnv {
         let users_file = dir.path().join("idp-users.json");
         std::fs::write(&users_file, "[]").expect("users file");
         let upstream = Upstream::start().await;
+        let upstream2 = Upstream::start().await;
         let idp_options = IdpOptions {
             redirect_uri: redirect,
             post_logout_uri: post_logout,
@@ -171,13 +174,14 @@ impl TestEnv {
             let pem = self_signed_certificate(dir.path());
             (pomerium_style_yaml(port, &nats.url, &idp.issuer, &upstream.url(), dir.path()), Some(pem))
         } else {
-            (config_yaml(port, &nats.url, &idp.issuer, &upstream.url(), &options), None)
+            (config_yaml(port, &nats.url, &idp.issuer, &upstream.url(), &upstream2.url(), &options), None)
         };
         std::fs::write(&config_path, yaml).expect("write config");
         let mut env = TestEnv {
             nats,
             idp,
             upstream,
+            upstream2,
             port,
             config_path,
             options,
@@ -364,7 +368,14 @@ impl TestEnv {
     }
 }
 
-fn config_yaml(port: u16, nats: &str, issuer: &str, upstream: &str, options: &Options) -> String {
+fn config_yaml(
+    port: u16,
+    nats: &str,
+    issuer: &str,
+    upstream: &str,
+    upstream2: &str,
+    options: &Options,
+) -> String {
     let Options {
         request_timeout,
         cookie_expire,
@@ -448,6 +459,10 @@ routes:
       https_redirect: true
       host_redirect: example.com
       response_code: 302
+    allow_public_unauthenticated_access: true
+  - from: http://lb.localhost
+    to: [{upstream}, {upstream2}]
+    load_balancing_policy: ROUND_ROBIN
     allow_public_unauthenticated_access: true
   - from: http://static.localhost
     response:

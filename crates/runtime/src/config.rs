@@ -97,6 +97,7 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "timeout",
     "redirect",
     "response",
+    "load_balancing_policy",
 ];
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
 const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
@@ -286,6 +287,7 @@ struct RawRoute {
     timeout: Option<RawDuration>,
     redirect: Option<RawRedirect>,
     response: Option<RawResponse>,
+    load_balancing_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -318,6 +320,8 @@ pub struct Config {
     pub cookie: CookieConfig,
     pub signing_key: SigningKey,
     pub routes: Vec<Route>,
+    /// Routes by host, for lookups that do not scan every route.
+    pub route_index: RouteIndex,
     pub nats: NatsConfig,
     pub sessions: SessionsConfig,
     pub events: EventsConfig,
@@ -448,6 +452,19 @@ pub struct Route {
     /// Deadline for the upstream's response headers.
     pub timeout: Duration,
     pub action: RouteAction,
+    /// How a request picks one of several `to` upstreams.
+    pub load_balancing: LoadBalancing,
+}
+
+/// Pomerium's `load_balancing_policy` values that Portcullis implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    RoundRobin,
+    Random,
+    /// The upstream with the fewest requests in flight (from this proxy thread).
+    LeastRequest,
+    /// Requests of one session stick to one upstream (hash of the session id).
+    RingHash,
 }
 
 /// The `Host` the upstream receives.
@@ -540,7 +557,52 @@ impl RouteFrom {
     }
 }
 
+/// Route positions by host: exact hosts first, then wildcard hosts, each in file order.
+#[derive(Debug, Clone, Default)]
+pub struct RouteIndex {
+    exact: std::collections::HashMap<String, Vec<usize>>,
+    /// (suffix after `*.`, route positions), in file order.
+    wildcard: Vec<(String, Vec<usize>)>,
+}
+
+impl RouteIndex {
+    pub fn build(routes: &[Route]) -> RouteIndex {
+        let mut index = RouteIndex::default();
+        for (i, r) in routes.iter().enumerate() {
+            match r.from.host.strip_prefix("*.") {
+                Some(suffix) => match index.wildcard.iter_mut().find(|(s, _)| s == suffix) {
+                    Some((_, list)) => list.push(i),
+                    None => index.wildcard.push((suffix.to_owned(), vec![i])),
+                },
+                None => index.exact.entry(r.from.host.clone()).or_default().push(i),
+            }
+        }
+        index
+    }
+}
+
 impl Config {
+    /// The route serving `host` (lower case, no port), `port` and normalised `path`: routes
+    /// naming the host exactly come first, then wildcard routes; file order within each.
+    pub fn find_route(&self, host: &str, port: Option<u16>, path: &str) -> Option<&Route> {
+        let try_list =
+            |list: &[usize]| list.iter().map(|&i| &self.routes[i]).find(|r| r.matches(host, port, path));
+        if let Some(list) = self.route_index.exact.get(host)
+            && let Some(r) = try_list(list)
+        {
+            return Some(r);
+        }
+        self.route_index
+            .wildcard
+            .iter()
+            .filter(|(suffix, _)| {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix.as_str())
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            })
+            .find_map(|(_, list)| try_list(list))
+    }
+
     /// Whether `url` points at a host some route serves (for redirect-target checks).
     pub fn is_route_url(&self, url: &Url) -> bool {
         let Some(host) = url.host_str() else {
@@ -661,14 +723,8 @@ impl RawConfig {
         let nats = self.nats(&mut p);
         let sessions = self.sessions_config(&mut p);
         let events = self.events_config(&mut p);
-        let mut warnings: Vec<String> =
+        let warnings: Vec<String> =
             self.unknown_keys.iter().map(|k| format!("{k}: unknown or unsupported key, ignored")).collect();
-        for r in routes.iter().filter(|r| r.to.len() > 1) {
-            warnings.push(format!(
-                "routes[{}].to: load balancing is not supported yet; only the first upstream is used",
-                r.index
-            ));
-        }
         if let Some(auth_host) = authenticate_url.as_ref().and_then(|u| u.host_str()) {
             let auth_host = auth_host.to_ascii_lowercase();
             for r in routes.iter().filter(|r| r.from.host == auth_host) {
@@ -696,7 +752,9 @@ impl RawConfig {
                 let cookie_secret = cookie_secret.flatten().unwrap_or_else(|| {
                     Secret::from_bytes(shared_secret.derive(b"portcullis cookie secret v1"))
                 });
+                let route_index = RouteIndex::build(&routes);
                 Ok(Config {
+                    route_index,
                     server,
                     authenticate_url,
                     idp,
@@ -1062,6 +1120,21 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         set_response_headers.extend(header_pairs(p, &field("set_response_headers"), &r.set_response_headers));
+        let load_balancing = match r.load_balancing_policy.as_deref() {
+            None | Some("ROUND_ROBIN") | Some("round_robin") => LoadBalancing::RoundRobin,
+            Some("RANDOM") | Some("random") => LoadBalancing::Random,
+            Some("LEAST_REQUEST") | Some("least_request") => LoadBalancing::LeastRequest,
+            Some("RING_HASH") | Some("ring_hash") | Some("MAGLEV") | Some("maglev") => {
+                LoadBalancing::RingHash
+            }
+            Some(other) => {
+                p.add(
+                    field("load_balancing_policy"),
+                    format!("`{other}` is not one of ROUND_ROBIN, RANDOM, LEAST_REQUEST, RING_HASH, MAGLEV"),
+                );
+                LoadBalancing::RoundRobin
+            }
+        };
         let timeout = match &r.timeout {
             None => DEFAULT_ROUTE_TIMEOUT,
             Some(d) => p.check(&field("timeout"), raw_duration(d)).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
@@ -1120,6 +1193,7 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 set_response_headers,
                 timeout,
                 action,
+                load_balancing,
             });
         }
     }

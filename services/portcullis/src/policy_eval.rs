@@ -21,7 +21,7 @@ pub fn run(config: Arc<Config>, method: &str, url: &str, who: Who) -> anyhow::Re
     let host = url.host_str().context("the URL has no host")?.to_ascii_lowercase();
     let path = portcullis_proxy::path::normalize(url.path())
         .map_err(|e| anyhow::anyhow!("{e} (the proxy answers 400)"))?;
-    let Some(route) = config.routes.iter().find(|r| r.matches(&host, url.port(), &path)) else {
+    let Some(route) = config.find_route(&host, url.port(), &path) else {
         println!("route:    none (the proxy answers 404)");
         return Ok(());
     };

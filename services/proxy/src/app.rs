@@ -7,6 +7,7 @@ use tokio::net::TcpSocket;
 use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
+use crate::balance::Balancer;
 use crate::decisions::DecisionCache;
 use crate::handler::Proxy;
 use crate::server::{self, TlsError};
@@ -66,12 +67,14 @@ impl App {
     /// Serve until `shutdown`; in-flight requests finish.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let App { sockets, address, tls, config, bus, decisions } = self;
+        let balancer = Arc::new(Balancer::new(&config));
         let follower = tokio::spawn(decisions.clone().follow_events(bus.clone(), shutdown.clone()));
         info!(%address, tls = tls.is_some(), threads = sockets.len(), "proxy listening");
         let mut threads = Vec::with_capacity(sockets.len());
         for (i, socket) in sockets.into_iter().enumerate() {
             let (tls, config, bus, decisions, shutdown) =
                 (tls.clone(), config.clone(), bus.clone(), decisions.clone(), shutdown.clone());
+            let balancer = balancer.clone();
             let thread = std::thread::Builder::new().name(format!("proxy-{i}")).spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
@@ -82,7 +85,8 @@ impl App {
                         Ok(l) => l,
                         Err(e) => return error!(error = %e, "cannot listen"),
                     };
-                    let proxy = Arc::new(Proxy::new(config, bus, crate::forward::client(), decisions));
+                    let proxy =
+                        Arc::new(Proxy::new(config, bus, crate::forward::client(), decisions, balancer));
                     server::serve(listener, tls, proxy, shutdown).await;
                 });
             });

@@ -52,18 +52,17 @@ pub struct Origin<'a> {
 }
 
 /// Forward `req` (path already normalised to `path`) to `route`'s upstream.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &UpstreamClient,
     route: &Route,
+    upstream: &url::Url,
     req: Request<Incoming>,
     path: &str,
     origin: &Origin<'_>,
     granted: &[Header],
     html: bool,
 ) -> Response<Body> {
-    let Some(upstream) = route.to.first() else {
-        return error::bad_gateway(html);
-    };
     let (parts, body) = req.into_parts();
     let path = route.upstream_path(path);
     let base = upstream.path().trim_end_matches('/');

@@ -14,6 +14,7 @@ use portcullis_runtime::{Bus, BusError, now_unix};
 use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode};
 use tracing::{debug, warn};
 
+use crate::balance::Balancer;
 use crate::decisions::DecisionCache;
 use crate::forward::{self, Origin, UpstreamClient};
 use crate::{Body, cookie, error, internal, path};
@@ -32,6 +33,7 @@ pub struct Proxy {
     /// Name of the route-host cookie binding a login to its browser.
     pub binding_cookie: String,
     pub decisions: Arc<DecisionCache>,
+    pub balancer: Arc<Balancer>,
     jwks: Bytes,
     authenticate_host: String,
 }
@@ -55,6 +57,7 @@ impl Proxy {
         bus: Bus,
         client: UpstreamClient,
         decisions: Arc<DecisionCache>,
+        balancer: Arc<Balancer>,
     ) -> Proxy {
         let jwks = Bytes::from(config.signing_key.jwks().to_string());
         let authenticate_host = config.authenticate_url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -64,6 +67,7 @@ impl Proxy {
             sign_in_signer: Signer::new(&config.shared_secret, Purpose::SignInUrl),
             binding_cookie: flow::binding_cookie_name(&config.cookie.name),
             decisions,
+            balancer,
             config,
             bus,
             client,
@@ -104,7 +108,7 @@ impl Proxy {
         if path.starts_with("/.portcullis/") || path == paths::JWKS {
             return self.internal(req, &facts, &path).await;
         }
-        let Some(route) = self.config.routes.iter().find(|r| r.matches(&host, port, &path)) else {
+        let Some(route) = self.config.find_route(&host, port, &path) else {
             return error::not_found(html);
         };
         self.authorize_and_forward(req, route, &path, &facts).await
@@ -214,7 +218,10 @@ impl Proxy {
                         host: facts.host_header,
                         cookie_name: &self.config.cookie.name,
                     };
-                    forward::forward(&self.client, route, req, path, &origin, headers, facts.html).await
+                    let pick = self.balancer.pick(route, session_id.as_deref());
+                    let upstream = &route.to[pick.index];
+                    forward::forward(&self.client, route, upstream, req, path, &origin, headers, facts.html)
+                        .await
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod balance;
 mod cookie;
 mod decisions;
 mod error;

@@ -129,7 +129,10 @@ fn keys_that_would_widen_a_route_if_ignored_are_errors() {
     assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].regex:")));
     let mut doc = base();
     doc["routes"][0]["set_request_headers"] = json!({"X-Token": "${pomerium.access_token}"});
-    assert!(errors_for(doc).iter().any(|e| e.contains("pomerium.access_token")), "unsupported templates fail");
+    assert!(
+        errors_for(doc).iter().any(|e| e.contains("pomerium.access_token")),
+        "unsupported templates fail"
+    );
 }
 
 #[test]
@@ -140,11 +143,15 @@ fn a_route_cannot_take_the_authenticate_host() {
 }
 
 #[test]
-fn several_upstreams_warn_that_only_the_first_is_used() {
+fn load_balancing_policies_parse_and_bad_ones_name_the_field() {
     let mut doc = base();
     doc["routes"][0]["to"] = json!(["http://127.0.0.1:9000", "http://127.0.0.1:9001"]);
-    let c = validate(doc).expect("valid");
-    assert!(c.warnings.iter().any(|w| w.starts_with("routes[0].to:")), "{:?}", c.warnings);
+    doc["routes"][0]["load_balancing_policy"] = json!("LEAST_REQUEST");
+    let c = validate(doc.clone()).expect("valid");
+    assert_eq!(c.routes[0].to.len(), 2);
+    assert_eq!(c.routes[0].load_balancing, LoadBalancing::LeastRequest);
+    doc["routes"][0]["load_balancing_policy"] = json!("FASTEST");
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].load_balancing_policy:")));
 }
 
 #[test]
