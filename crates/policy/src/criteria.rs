@@ -26,13 +26,16 @@ pub enum Criterion {
     Domain(StringMatcher),
     /// The user id (the IdP's `sub`).
     User(StringMatcher),
-    /// A claim from the ID token or userinfo, at a `/`- or `.`-separated path.
+    /// A claim from the ID token or userinfo: looked up by its whole name first (names may
+    /// hold `.` or `/`, e.g. `https://example.com/roles`), else at the `/`- or `.`-separated
+    /// path. A missing claim is an empty list. All matchers must hold.
     Claim {
+        name: String,
         path: Vec<String>,
-        matcher: ListMatcher,
+        matcher: Vec<ListMatcher>,
     },
     /// The user's groups (ids and names; directory groups when known, else the claim).
-    Groups(ListMatcher),
+    Groups(Vec<ListMatcher>),
     /// The request method (upper case).
     HttpMethod(StringMatcher),
     /// The normalised request path.
@@ -130,7 +133,7 @@ impl Criterion {
         };
         let (ok, yes, no) = match self {
             Criterion::Groups(m) => {
-                (m.matches_list(user.groups), Reason::GroupsOk, Reason::GroupsUnauthorized)
+                (m.iter().all(|m| m.matches_list(user.groups)), Reason::GroupsOk, Reason::GroupsUnauthorized)
             }
             Criterion::Accept
             | Criterion::Reject
@@ -155,11 +158,14 @@ impl Criterion {
                 Reason::DomainOk,
                 Reason::DomainUnauthorized,
             ),
-            Criterion::Claim { path, matcher } => (
-                lookup(user.claims, path).is_some_and(|v| matcher.matches(v)),
-                Reason::ClaimOk,
-                Reason::ClaimUnauthorized,
-            ),
+            Criterion::Claim { name, path, matcher } => {
+                let value = user.claims.get(name).or_else(|| lookup(user.claims, path));
+                let ok = match value {
+                    Some(v) => matcher.iter().all(|m| m.matches(v)),
+                    None => matcher.iter().all(|m| m.matches_list(&[])),
+                };
+                (ok, Reason::ClaimOk, Reason::ClaimUnauthorized)
+            }
         };
         (ok, if ok { yes } else { no })
     }
@@ -200,36 +206,46 @@ impl ListMatcher {
 
 fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
     let name = format!("claim/{path}");
-    let segments: Vec<String> = path.split(['/', '.']).map(str::to_owned).collect();
-    if segments.iter().any(String::is_empty) || segments.len() > MAX_CLAIM_PATH {
-        return Err(PolicyError::new(format!(
-            "{name}: a claim path needs 1 to {MAX_CLAIM_PATH} non-empty segments"
-        )));
+    if path.is_empty() {
+        return Err(PolicyError::new(format!("{name}: needs a claim name")));
     }
+    // Nested lookup only for paths of 2 to 5 non-empty segments; the whole name always works.
+    let segments: Vec<String> = path.split(['/', '.']).map(str::to_owned).collect();
+    let nested =
+        if segments.iter().any(String::is_empty) || segments.len() > MAX_CLAIM_PATH || segments.len() < 2 {
+            Vec::new()
+        } else {
+            segments
+        };
     let matcher = list_matcher(&name, value)?;
-    Ok(Criterion::Claim { path: segments, matcher })
+    Ok(Criterion::Claim { name: path.to_owned(), path: nested, matcher })
 }
 
-/// A list matcher: a bare scalar means `has`; or one of `{has|is|exclude: value}`.
-fn list_matcher(name: &str, value: &Value) -> Result<ListMatcher, PolicyError> {
+/// List matchers: a bare scalar means `has`; or a map of `has`, `is`, `exclude` (all must
+/// hold).
+fn list_matcher(name: &str, value: &Value) -> Result<Vec<ListMatcher>, PolicyError> {
     let bad = |why: String| PolicyError::new(format!("{name}: {why}"));
     let operand =
         |v: &Value, op: &str| scalar(v).ok_or_else(|| bad(format!("`{op}` needs a string, got {}", kind(v))));
-    Ok(match value {
-        Value::Object(map) if map.len() == 1 => {
-            let (op, v) = map.iter().next().ok_or_else(|| bad("empty matcher".into()))?;
-            match op.as_str() {
-                "has" => ListMatcher::Has(operand(v, op)?),
-                "is" => ListMatcher::Is(operand(v, op)?),
-                "exclude" => ListMatcher::Exclude(operand(v, op)?),
-                other => {
-                    return Err(bad(format!("unknown list matcher `{other}` (expected has, is, exclude)")));
-                }
-            }
-        }
-        Value::Object(_) => return Err(bad("a list matcher takes exactly one of has, is, exclude".into())),
-        v => ListMatcher::Has(operand(v, "has")?),
-    })
+    match value {
+        Value::Object(map) if map.is_empty() => Err(bad("empty matcher".into())),
+        Value::Object(map) => map
+            .iter()
+            .map(|(op, v)| {
+                Ok(match op.as_str() {
+                    "has" => ListMatcher::Has(operand(v, op)?),
+                    "is" => ListMatcher::Is(operand(v, op)?),
+                    "exclude" => ListMatcher::Exclude(operand(v, op)?),
+                    other => {
+                        return Err(bad(format!(
+                            "unknown list matcher `{other}` (expected has, is, exclude)"
+                        )));
+                    }
+                })
+            })
+            .collect(),
+        v => Ok(vec![ListMatcher::Has(operand(v, "has")?)]),
+    }
 }
 
 fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {

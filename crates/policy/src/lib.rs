@@ -308,6 +308,9 @@ fn eval(expr: &Expr, input: &Input<'_>) -> Outcome {
             let (value, reason) = c.evaluate(input);
             Outcome { value, reasons: Reasons::of(reason) }
         }
+        // An empty list contributes nothing: false, never "vacuously true" (that would let
+        // everyone in through `or: [and: []]`).
+        Expr::And(children) | Expr::Not(children) if children.is_empty() => Outcome::default(),
         Expr::And(children) => merge_and(children.iter().map(|e| eval(e, input))),
         Expr::Or(children) => {
             let outcomes: Vec<Outcome> = children.iter().map(|e| eval(e, input)).collect();

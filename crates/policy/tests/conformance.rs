@@ -296,6 +296,8 @@ fn case(name: &'static str, cite: &'static str, policy: Value, input: In, expect
 
 impl Case {
     /// The engine currently differs from the documented semantics on this row.
+    // Kept for marking a future disagreement while the engine is being fixed.
+    #[allow(dead_code)]
     fn engine_disagrees(mut self, why: &'static str) -> Case {
         self.disagrees = Some(why);
         self
@@ -460,10 +462,8 @@ fn operator_cases() -> Vec<Case> {
         case("nested: anonymous inside and → login", NESTED, any_of(json!([{"and": [{"accept": true}, ea]}])), anon(), login()),
         case("nested: anonymous inside not(or) → login", NESTED, json!({"allow": {"not": [{"or": [ea]}]}}), anon(), login()),
         case("nested: empty nor inside or is false", NESTED, any_of(json!([{"nor": []}])), anon(), deny(&[])),
-        case("nested: empty and inside or is skipped", EMPTY, any_of(json!([{"and": []}])), anon(), deny(&[]))
-            .engine_disagrees("a nested empty `and` evaluates as vacuously true, so `allow: or: [and: []]` allows everyone, anonymous included; top-level empty lists are skipped"),
-        case("nested: empty not inside or is skipped", EMPTY, any_of(json!([{"reject": true}, {"not": []}])), anon(), deny(&["reject"]))
-            .engine_disagrees("a nested empty `not` evaluates as vacuously true (allow everyone), unlike a skipped top-level `not: []`"),
+        case("nested: empty and inside or is skipped", EMPTY, any_of(json!([{"and": []}])), anon(), deny(&[])),
+        case("nested: empty not inside or is skipped", EMPTY, any_of(json!([{"reject": true}, {"not": []}])), anon(), deny(&["reject"])),
     ]
 }
 
@@ -596,16 +596,11 @@ fn claim_and_group_cases() -> Vec<Case> {
         case("claim: anonymous → login", NEEDS_USER, only(json!({"claim/groups": "admins"})), anon(), login()),
         case("claim: user without claims", CLAIM, only(json!({"claim/groups": "admins"})), user("u-id"), deny(&["claim-unauthorized"])),
         case("claim: case-sensitive values", CLAIM, only(json!({"claim/groups": "Admins"})), alice(), deny(&["claim-unauthorized"])),
-        case("claim: missing claim is an empty list, exclude holds", "rules.go object_get(all_claims, path, []) + matchers.go exclude: count == 0", only(json!({"claim/employment": {"exclude": "contractor"}})), alice(), allow(&["claim-ok"]))
-            .engine_disagrees("a missing claim never matches; Pomerium reads it as [] so `exclude` holds"),
-        case("claim: deny on exclude of a missing claim", "rules.go object_get default [] + check_response.go deny", json!([{"allow": {"or": [d_example()]}}, {"deny": {"or": [{"claim/employment": {"exclude": "staff"}}]}}]), alice(), deny(&["claim-ok"]))
-            .engine_disagrees("deny `exclude` on a claim the user lacks does not deny (fails open for deny rules)"),
-        case("claim: literal dotted key", "rules.go object_get: the literal key is tried before splitting on / and .", only(json!({"claim/custom.role": "lead"})), alice(), allow(&["claim-ok"]))
-            .engine_disagrees("the path is always split, so a claim literally named `custom.role` is unreachable"),
-        case("claim: namespaced URL claim", "grammar.go CriterionFromObject cuts at the first `/`; rules.go object_get tries the literal key", only(json!({"claim/https://example.com/roles": "admin"})), alice(), allow(&["claim-ok"]))
-            .engine_disagrees("`claim/https://example.com/roles` is refused at load (empty path segment); Pomerium looks the key up literally (common for Auth0-style namespaced claims)"),
-        case("claim: several list operators are AND-ed", "criteria/matchers.go matchStringList: every operator of the map is applied", only(json!({"claim/groups": {"has": "admins", "exclude": "contractors"}})), alice(), allow(&["claim-ok"]))
-            .engine_disagrees("a list matcher with several operators is refused at load (`exactly one of has, is, exclude`)"),
+        case("claim: missing claim is an empty list, exclude holds", "rules.go object_get(all_claims, path, []) + matchers.go exclude: count == 0", only(json!({"claim/employment": {"exclude": "contractor"}})), alice(), allow(&["claim-ok"])),
+        case("claim: deny on exclude of a missing claim", "rules.go object_get default [] + check_response.go deny", json!([{"allow": {"or": [d_example()]}}, {"deny": {"or": [{"claim/employment": {"exclude": "staff"}}]}}]), alice(), deny(&["claim-ok"])),
+        case("claim: literal dotted key", "rules.go object_get: the literal key is tried before splitting on / and .", only(json!({"claim/custom.role": "lead"})), alice(), allow(&["claim-ok"])),
+        case("claim: namespaced URL claim", "grammar.go CriterionFromObject cuts at the first `/`; rules.go object_get tries the literal key", only(json!({"claim/https://example.com/roles": "admin"})), alice(), allow(&["claim-ok"])),
+        case("claim: several list operators are AND-ed", "criteria/matchers.go matchStringList: every operator of the map is applied", only(json!({"claim/groups": {"has": "admins", "exclude": "contractors"}})), alice(), allow(&["claim-ok"])),
         // groups
         case("groups: bare = has", GROUPS, only(json!({"groups": "admins"})), alice(), allow(&["groups-ok"])),
         case("groups: has", GROUPS, only(json!({"groups": {"has": "staff"}})), alice(), allow(&["groups-ok"])),
@@ -923,7 +918,6 @@ fn error_cases() -> Vec<ErrorCase> {
         err("http_method given a number", MALFORMED, only(json!({"http_method": 42})), &["http_method"]),
         err("unknown list matcher", MALFORMED, only(json!({"claim/groups": {"contains": "x"}})), &["claim/groups", "contains"]),
         err("list matcher operand a map", MALFORMED, only(json!({"groups": {"has": {"x": 1}}})), &["groups", "`has`"]),
-        err("claim path with empty segment", CLAIM_PATH, only(json!({"claim/a//b": "x"})), &["claim/a//b"]),
         err("claim without a name", CLAIM_PATH, only(json!({"claim/": "x"})), &["claim/"]),
         err("source_ip bad prefix", SOURCE_IP, only(json!({"source_ip": "10.0.0.0/99"})), &["source_ip", "10.0.0.0/99"]),
         err("source_ip not an address", SOURCE_IP, only(json!({"source_ip": ["10.0.0.0/8", "intranet"]})), &["source_ip", "intranet"]),

@@ -98,6 +98,7 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "redirect",
     "response",
     "load_balancing_policy",
+    "allow_websockets",
 ];
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
 const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
@@ -288,6 +289,8 @@ struct RawRoute {
     redirect: Option<RawRedirect>,
     response: Option<RawResponse>,
     load_balancing_policy: Option<String>,
+    #[serde(default)]
+    allow_websockets: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -454,6 +457,8 @@ pub struct Route {
     pub action: RouteAction,
     /// How a request picks one of several `to` upstreams.
     pub load_balancing: LoadBalancing,
+    /// Proxy `Upgrade: websocket` requests (both directions) after authorization.
+    pub allow_websockets: bool,
 }
 
 /// Pomerium's `load_balancing_policy` values that Portcullis implements.
@@ -1194,6 +1199,7 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 timeout,
                 action,
                 load_balancing,
+                allow_websockets: r.allow_websockets,
             });
         }
     }
