@@ -566,8 +566,8 @@ impl RouteFrom {
 #[derive(Debug, Clone, Default)]
 pub struct RouteIndex {
     exact: std::collections::HashMap<String, Vec<usize>>,
-    /// (suffix after `*.`, route positions), in file order.
-    wildcard: Vec<(String, Vec<usize>)>,
+    /// Suffix after `*.` → route positions, in file order.
+    wildcard: std::collections::HashMap<String, Vec<usize>>,
 }
 
 impl RouteIndex {
@@ -575,10 +575,7 @@ impl RouteIndex {
         let mut index = RouteIndex::default();
         for (i, r) in routes.iter().enumerate() {
             match r.from.host.strip_prefix("*.") {
-                Some(suffix) => match index.wildcard.iter_mut().find(|(s, _)| s == suffix) {
-                    Some((_, list)) => list.push(i),
-                    None => index.wildcard.push((suffix.to_owned(), vec![i])),
-                },
+                Some(suffix) => index.wildcard.entry(suffix.to_owned()).or_default().push(i),
                 None => index.exact.entry(r.from.host.clone()).or_default().push(i),
             }
         }
@@ -597,15 +594,19 @@ impl Config {
         {
             return Some(r);
         }
-        self.route_index
-            .wildcard
-            .iter()
-            .filter(|(suffix, _)| {
-                host.len() > suffix.len() + 1
-                    && host.ends_with(suffix.as_str())
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-            })
-            .find_map(|(_, list)| try_list(list))
+        if self.route_index.wildcard.is_empty() {
+            return None;
+        }
+        // Every suffix after a label of the host (`a.b.example.com` → `b.example.com`,
+        // `example.com`, `com`) may have wildcard routes; take them in file order.
+        let mut candidates: Vec<usize> = host
+            .match_indices('.')
+            .filter_map(|(i, _)| self.route_index.wildcard.get(&host[i + 1..]))
+            .flatten()
+            .copied()
+            .collect();
+        candidates.sort_unstable();
+        try_list(&candidates)
     }
 
     /// Whether `url` points at a host some route serves (for redirect-target checks).
