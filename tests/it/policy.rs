@@ -132,3 +132,36 @@ async fn requests_are_spread_across_upstreams() {
     };
     assert_eq!((count(&env.upstream), count(&env.upstream2)), (5, 5), "round robin over two upstreams");
 }
+
+#[tokio::test]
+async fn websockets_are_proxied_both_ways_after_authorization() {
+    use portcullis_e2e::websocket::{connect, read_frame, write_frame};
+    use reqwest::cookie::CookieStore;
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+
+    // Without a session the upgrade is refused like any request.
+    let anonymous = connect(env.port, "ws.localhost", "/chat", None).await;
+    assert!(anonymous.as_ref().err().is_some_and(|s| s.contains(" 401 ")), "{:?}", anonymous.err());
+
+    assert_eq!(browser.login(&env.url_on("ws.localhost", "/"), "alice").await.final_response.status(), 200);
+    let url = url::Url::parse(&env.url_on("ws.localhost", "/")).unwrap();
+    let cookie = browser.jar.cookies(&url).map(|v| v.to_str().unwrap().to_owned());
+    let mut ws =
+        connect(env.port, "ws.localhost", "/chat", cookie.as_deref()).await.expect("101 through the proxy");
+    for message in ["hello", "through the portcullis"] {
+        write_frame(&mut ws, 1, message.as_bytes(), true).await.unwrap();
+        let (opcode, payload) = read_frame(&mut ws).await.expect("echo");
+        assert_eq!((opcode, payload.as_slice()), (1, message.as_bytes()));
+    }
+    let big = vec![b'x'; 70_000];
+    write_frame(&mut ws, 2, &big, true).await.unwrap();
+    assert_eq!(read_frame(&mut ws).await.expect("big echo").1.len(), big.len());
+
+    // A route without allow_websockets does not pass the upgrade on.
+    assert_eq!(browser.login(&env.url_on("nows.localhost", "/"), "alice").await.final_response.status(), 200);
+    let url = url::Url::parse(&env.url_on("nows.localhost", "/")).unwrap();
+    let cookie = browser.jar.cookies(&url).map(|v| v.to_str().unwrap().to_owned());
+    let refused = connect(env.port, "nows.localhost", "/chat", cookie.as_deref()).await;
+    assert!(refused.is_err(), "no 101 without allow_websockets");
+}

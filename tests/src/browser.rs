@@ -55,6 +55,8 @@ impl Browser {
             .resolve("go.localhost", loopback)
             .resolve("static.localhost", loopback)
             .resolve("lb.localhost", loopback)
+            .resolve("ws.localhost", loopback)
+            .resolve("nows.localhost", loopback)
             .resolve("authenticate.localhost", loopback)
             .build()
             .expect("client");

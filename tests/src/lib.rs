@@ -13,6 +13,7 @@ pub mod nats;
 pub mod portcullis;
 pub mod upstream;
 pub mod webdriver;
+pub mod websocket;
 
 use std::future::Future;
 use std::path::PathBuf;

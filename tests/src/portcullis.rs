@@ -129,6 +129,8 @@ pub struct TestEnv {
     pub upstream: Upstream,
     /// A second upstream (load balancing).
     pub upstream2: Upstream,
+    /// A websocket echo upstream.
+    pub echo: crate::websocket::EchoServer,
     pub port: u16,
     pub config_path: PathBuf,
     pub options: Options,
@@ -158,6 +160,7 @@ impl TestEnv {
         std::fs::write(&users_file, "[]").expect("users file");
         let upstream = Upstream::start().await;
         let upstream2 = Upstream::start().await;
+        let echo = crate::websocket::EchoServer::start().await;
         let idp_options = IdpOptions {
             redirect_uri: redirect,
             post_logout_uri: post_logout,
@@ -174,7 +177,18 @@ impl TestEnv {
             let pem = self_signed_certificate(dir.path());
             (pomerium_style_yaml(port, &nats.url, &idp.issuer, &upstream.url(), dir.path()), Some(pem))
         } else {
-            (config_yaml(port, &nats.url, &idp.issuer, &upstream.url(), &upstream2.url(), &options), None)
+            (
+                config_yaml(
+                    port,
+                    &nats.url,
+                    &idp.issuer,
+                    &upstream.url(),
+                    &upstream2.url(),
+                    &echo.url(),
+                    &options,
+                ),
+                None,
+            )
         };
         std::fs::write(&config_path, yaml).expect("write config");
         let mut env = TestEnv {
@@ -182,6 +196,7 @@ impl TestEnv {
             idp,
             upstream,
             upstream2,
+            echo,
             port,
             config_path,
             options,
@@ -374,6 +389,7 @@ fn config_yaml(
     issuer: &str,
     upstream: &str,
     upstream2: &str,
+    echo: &str,
     options: &Options,
 ) -> String {
     let Options {
@@ -464,6 +480,13 @@ routes:
     to: [{upstream}, {upstream2}]
     load_balancing_policy: ROUND_ROBIN
     allow_public_unauthenticated_access: true
+  - from: http://ws.localhost
+    to: {echo}
+    allow_websockets: true
+    allow_any_authenticated_user: true
+  - from: http://nows.localhost
+    to: {echo}
+    allow_any_authenticated_user: true
   - from: http://static.localhost
     response:
       status: 200

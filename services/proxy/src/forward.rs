@@ -63,6 +63,10 @@ pub async fn forward(
     granted: &[Header],
     html: bool,
 ) -> Response<Body> {
+    let mut req = req;
+    let websocket = route.allow_websockets && is_websocket_upgrade(req.headers());
+    let client_upgrade =
+        if websocket { req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() } else { None };
     let (parts, body) = req.into_parts();
     let path = route.upstream_path(path);
     let base = upstream.path().trim_end_matches('/');
@@ -88,6 +92,10 @@ pub async fn forward(
     };
     let mut headers = request_headers(&parts.headers, origin, granted);
     route_request_headers(&mut headers, route, granted);
+    if websocket {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
     let host = match &route.host {
         HostRewrite::Upstream => HeaderValue::from_str(&authority).ok(),
         HostRewrite::Preserve => HeaderValue::from_str(origin.host).ok(),
@@ -103,10 +111,19 @@ pub async fn forward(
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = headers;
     match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
-        Ok(Ok(resp)) => {
+        Ok(Ok(mut resp)) => {
+            if websocket && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                return switch_protocols(resp, client_upgrade, route.index);
+            }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             set_response_headers(&mut parts.headers, route);
+            // A 101 we did not ask for cannot be relayed.
+            if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                resp = Response::from_parts(parts, body);
+                drop(resp);
+                return error::bad_gateway(html);
+            }
             Response::from_parts(parts, body.map_err(Into::into).boxed())
         }
         Ok(Err(e)) => {
@@ -118,6 +135,43 @@ pub async fn forward(
             error::gateway_timeout(html)
         }
     }
+}
+
+/// `Connection: upgrade` with `Upgrade: websocket`.
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// Relay the upstream's 101 and then the bytes both ways until either side closes.
+fn switch_protocols(
+    mut upstream: Response<Incoming>,
+    client: Option<hyper::upgrade::OnUpgrade>,
+    route: usize,
+) -> Response<Body> {
+    let upstream_upgrade = hyper::upgrade::on(&mut upstream);
+    let (parts, _) = upstream.into_parts();
+    tokio::spawn(async move {
+        let Some(client) = client else { return };
+        match tokio::try_join!(client, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(%error, route, "websocket closed");
+                }
+            }
+            Err(error) => warn!(%error, route, "websocket upgrade failed"),
+        }
+    });
+    Response::from_parts(parts, error::empty())
 }
 
 /// The route's `remove_request_headers` and `set_request_headers` (with `${pomerium.jwt}`
