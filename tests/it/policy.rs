@@ -165,3 +165,30 @@ async fn websockets_are_proxied_both_ways_after_authorization() {
     let refused = connect(env.port, "nows.localhost", "/chat", cookie.as_deref()).await;
     assert!(refused.is_err(), "no 101 without allow_websockets");
 }
+
+#[tokio::test]
+async fn claim_headers_come_from_authorize_and_groups_are_filtered() {
+    use base64::Engine;
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    let url = env.url_on("claims.localhost", "/me");
+    assert_eq!(browser.login(&url, "alice").await.final_response.status(), 200);
+    let r = browser
+        .client
+        .get(&url)
+        .header("x-email", "ceo@example.com")
+        .header("x-groups", "everything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = env.upstream.last().unwrap();
+    assert_eq!(seen.headers_named("x-email"), ["alice@example.com"], "the client's copy is dropped");
+    assert_eq!(seen.headers_named("x-groups"), ["admins"], "jwt_groups_filter keeps only admins");
+    let jwt = seen.header("x-portcullis-jwt-assertion").unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["groups"], serde_json::json!(["admins"]));
+}

@@ -56,6 +56,7 @@ impl Browser {
             .resolve("static.localhost", loopback)
             .resolve("lb.localhost", loopback)
             .resolve("ws.localhost", loopback)
+            .resolve("claims.localhost", loopback)
             .resolve("nows.localhost", loopback)
             .resolve("authenticate.localhost", loopback)
             .build()

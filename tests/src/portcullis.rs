@@ -487,6 +487,13 @@ routes:
   - from: http://nows.localhost
     to: {echo}
     allow_any_authenticated_user: true
+  - from: http://claims.localhost
+    to: {upstream}
+    allow_any_authenticated_user: true
+    jwt_claims_headers:
+      X-Email: email
+      X-Groups: groups
+    jwt_groups_filter: [admins]
   - from: http://static.localhost
     response:
       status: 200

@@ -65,6 +65,8 @@ const KNOWN_KEYS: &[&str] = &[
     "signing_key",
     "signing_key_file",
     "pass_identity_headers",
+    "jwt_claims_headers",
+    "jwt_groups_filter",
     "routes",
     "nats",
     "sessions",
@@ -99,6 +101,8 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "response",
     "load_balancing_policy",
     "allow_websockets",
+    "jwt_claims_headers",
+    "jwt_groups_filter",
 ];
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
 const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
@@ -207,6 +211,8 @@ pub struct RawConfig {
     pub signing_key: Option<String>,
     pub signing_key_file: Option<PathBuf>,
     pub pass_identity_headers: Option<bool>,
+    pub jwt_claims_headers: Option<ClaimHeaders>,
+    pub jwt_groups_filter: Option<StringOrList>,
     #[serde(default)]
     pub routes: Vec<Value>,
     #[serde(default)]
@@ -291,6 +297,31 @@ struct RawRoute {
     load_balancing_policy: Option<String>,
     #[serde(default)]
     allow_websockets: bool,
+    jwt_claims_headers: Option<ClaimHeaders>,
+    jwt_groups_filter: Option<StringOrList>,
+}
+
+/// `jwt_claims_headers`: a map of header → claim, or a list of claims (headers then are
+/// `X-Pomerium-Claim-<Claim>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimHeaders {
+    Map(BTreeMap<String, String>),
+    List(StringOrList),
+}
+
+impl ClaimHeaders {
+    fn pairs(&self) -> Vec<(String, String)> {
+        match self {
+            ClaimHeaders::Map(m) => m.iter().map(|(h, c)| (h.to_ascii_lowercase(), c.clone())).collect(),
+            ClaimHeaders::List(l) => l
+                .clone()
+                .into_vec()
+                .into_iter()
+                .map(|c| (format!("x-pomerium-claim-{}", c.to_ascii_lowercase()), c))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -459,6 +490,10 @@ pub struct Route {
     pub load_balancing: LoadBalancing,
     /// Proxy `Upgrade: websocket` requests (both directions) after authorization.
     pub allow_websockets: bool,
+    /// (header, claim) pairs passed to the upstream with the identity.
+    pub jwt_claims_headers: Vec<(String, String)>,
+    /// Only these groups go into the JWT and claim headers (`None`: all).
+    pub jwt_groups_filter: Option<Vec<String>>,
 }
 
 /// Pomerium's `load_balancing_policy` values that Portcullis implements.
@@ -724,8 +759,12 @@ impl RawConfig {
             (None, None, Some(shared)) => Some(SigningKey::derive_from(shared)),
             (None, None, None) => None,
         };
-        let pass_identity_default = self.pass_identity_headers.unwrap_or(true);
-        let routes = routes(&mut p, &self.routes, pass_identity_default);
+        let defaults = RouteDefaults {
+            pass_identity_headers: self.pass_identity_headers.unwrap_or(true),
+            jwt_claims_headers: self.jwt_claims_headers.as_ref().map(ClaimHeaders::pairs).unwrap_or_default(),
+            jwt_groups_filter: self.jwt_groups_filter.clone().map(StringOrList::into_vec),
+        };
+        let routes = routes(&mut p, &self.routes, &defaults);
         let nats = self.nats(&mut p);
         let sessions = self.sessions_config(&mut p);
         let events = self.events_config(&mut p);
@@ -1050,7 +1089,14 @@ fn http_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<Route> {
+/// Global settings a route inherits unless it sets its own.
+struct RouteDefaults {
+    pass_identity_headers: bool,
+    jwt_claims_headers: Vec<(String, String)>,
+    jwt_groups_filter: Option<Vec<String>>,
+}
+
+fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Route> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, value) in raw.iter().enumerate() {
         let field = |k: &str| format!("routes[{i}].{k}");
@@ -1185,7 +1231,7 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 prefix: r.prefix.clone(),
                 path: r.path.clone(),
                 policy,
-                pass_identity_headers: r.pass_identity_headers.unwrap_or(pass_identity_default),
+                pass_identity_headers: r.pass_identity_headers.unwrap_or(defaults.pass_identity_headers),
                 regex,
                 prefix_rewrite: r.prefix_rewrite.clone(),
                 regex_rewrite,
@@ -1201,6 +1247,16 @@ fn routes(p: &mut Problems, raw: &[Value], pass_identity_default: bool) -> Vec<R
                 action,
                 load_balancing,
                 allow_websockets: r.allow_websockets,
+                jwt_claims_headers: r
+                    .jwt_claims_headers
+                    .as_ref()
+                    .map(ClaimHeaders::pairs)
+                    .unwrap_or_else(|| defaults.jwt_claims_headers.clone()),
+                jwt_groups_filter: r
+                    .jwt_groups_filter
+                    .clone()
+                    .map(StringOrList::into_vec)
+                    .or_else(|| defaults.jwt_groups_filter.clone()),
             });
         }
     }

@@ -86,12 +86,17 @@ impl Checker {
                 // The JWT also feeds `${pomerium.jwt}` in set_request_headers.
                 let wants_jwt = route.pass_identity_headers
                     || route.set_request_headers.iter().any(|(_, v)| v.contains(".jwt}"));
+                // jwt_groups_filter: users in hundreds of groups would overflow header limits.
+                let shown_groups: Vec<String> = match &route.jwt_groups_filter {
+                    Some(keep) => groups.iter().filter(|g| keep.contains(g)).cloned().collect(),
+                    None => groups.to_vec(),
+                };
                 if let (Some(s), true) = (&session, wants_jwt) {
                     let identity = Identity {
                         user_id: &s.identity.user_id,
                         email: email.unwrap_or_default(),
                         name: name.unwrap_or_default(),
-                        groups,
+                        groups: &shown_groups,
                     };
                     let (jwt, exp) = self.minter.token(s, &identity, &req.host, now).map_err(|e| {
                         error!(error = %e, "signing the identity JWT failed");
@@ -99,6 +104,18 @@ impl Checker {
                     })?;
                     jwt_left = exp - now - crate::jwt::REUSE_MARGIN_SECS;
                     headers.push(Header::new(JWT_ASSERTION_HEADER, jwt));
+                }
+                if let (Some(s), true) = (&session, route.pass_identity_headers) {
+                    for (header, claim) in &route.jwt_claims_headers {
+                        let value = match claim.as_str() {
+                            "email" => email.unwrap_or_default().to_owned(),
+                            "name" => name.unwrap_or_default().to_owned(),
+                            "sub" | "user" => s.identity.user_id.clone(),
+                            "groups" => shown_groups.join(","),
+                            other => claim_text(claims.get(other)),
+                        };
+                        headers.push(Header::new(header.clone(), value));
+                    }
                 }
                 CheckReply::Allow {
                     headers,
@@ -133,6 +150,20 @@ impl Checker {
                 Err(ErrorReply { code: ErrorCode::Unavailable, message: "session store unavailable".into() })
             }
         }
+    }
+}
+
+/// A claim as header text: strings as they are, lists joined with `,`, others as JSON.
+fn claim_text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
     }
 }
 

@@ -181,6 +181,19 @@ fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &[Head
     for name in &route.remove_request_headers {
         headers.remove(name.as_str());
     }
+    // Claim headers come only from authorize: drop whatever the client sent under those
+    // names, then put back what was granted.
+    for (name, _) in &route.jwt_claims_headers {
+        headers.remove(name.as_str());
+    }
+    for h in granted
+        .iter()
+        .filter(|h| route.jwt_claims_headers.iter().any(|(n, _)| h.name.eq_ignore_ascii_case(n)))
+    {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_str(&h.value)) {
+            headers.append(n, v);
+        }
+    }
     let jwt = granted.iter().find(|h| h.name.eq_ignore_ascii_case(JWT_ASSERTION)).map(|h| h.value.as_str());
     if !route.pass_identity_headers {
         headers.remove(JWT_ASSERTION);
