@@ -148,7 +148,7 @@ fn benches(c: &mut Criterion) {
     let replica = Arc::new(Replica::default());
     replica.insert_session(session());
     let checker = Checker {
-        config: config.clone(),
+        live: portcullis_runtime::reload::fixed(config.clone()),
         replica,
         minter: Arc::new(Minter::new(config.signing_key.clone())),
         sessions: None,

@@ -102,3 +102,40 @@ async fn policy_eval_prints_the_route_the_decision_and_the_reasons() {
     let (_, out, _) = env.cli(&["policy", "eval", "GET", "http://nowhere.localhost/"]).await;
     assert!(out.contains("route:    none"), "{out}");
 }
+
+#[tokio::test]
+async fn editing_the_config_file_changes_routing_and_policy_without_a_restart() {
+    use std::time::Duration;
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    assert_eq!(browser.login(&env.app_url("/"), "alice").await.final_response.status(), 200);
+    let started_log = env.logs();
+
+    // Tighten the app route's policy and add a new public route.
+    let original = std::fs::read_to_string(&env.config_path).unwrap();
+    let edited = original.replace(
+        "    allowed_domains:\n      - example.com\n",
+        "    allowed_domains:\n      - example.org\n",
+    ) + &format!(
+        "  - from: http://fresh.localhost\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        env.upstream.url()
+    );
+    assert_ne!(edited, original);
+    std::fs::write(&env.config_path, edited).unwrap();
+    portcullis_e2e::eventually("the new policy applies", Duration::from_secs(10), || async {
+        let r = browser.get_json(&env.app_url("/after-edit")).await.ok()?;
+        (r.status() == 403).then_some(())
+    })
+    .await;
+    let fresh = env.url_on("fresh.localhost", "/new");
+    assert_eq!(env.browser().get_json(&fresh).await.unwrap().status(), 200, "the new route serves");
+
+    // A broken edit is refused; the running configuration stays.
+    std::fs::write(&env.config_path, "routes: [this is not: valid").unwrap();
+    portcullis_e2e::eventually("the broken edit is noticed and refused", Duration::from_secs(10), || async {
+        env.logs().contains("configuration not reloaded").then_some(())
+    })
+    .await;
+    assert_eq!(env.browser().get_json(&fresh).await.unwrap().status(), 200, "still the last good routes");
+    assert!(env.logs().starts_with(&started_log), "the same processes kept running");
+}

@@ -57,6 +57,7 @@ impl Browser {
             .resolve("lb.localhost", loopback)
             .resolve("ws.localhost", loopback)
             .resolve("claims.localhost", loopback)
+            .resolve("fresh.localhost", loopback)
             .resolve("nows.localhost", loopback)
             .resolve("authenticate.localhost", loopback)
             .build()

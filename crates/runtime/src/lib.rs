@@ -13,6 +13,7 @@ pub mod duration;
 pub mod events;
 pub mod flow;
 pub mod pages;
+pub mod reload;
 pub mod shutdown;
 pub mod signing;
 pub mod telemetry;

@@ -6,6 +6,8 @@ use portcullis_schemas::{ServiceName, names_endpoint as endpoint};
 use tokio::sync::watch;
 use tracing::info;
 
+use portcullis_runtime::reload::LiveConfig;
+
 use crate::check::Checker;
 use crate::jwt::Minter;
 use crate::replica::{self, Replica};
@@ -20,17 +22,18 @@ pub enum BuildError {
 pub struct App {
     config: Arc<Config>,
     bus: Bus,
+    live: LiveConfig,
 }
 
 impl App {
-    pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
+    pub async fn build(config: Arc<Config>, live: LiveConfig) -> Result<App, BuildError> {
         let bus = Bus::connect(&config.nats, "portcullis-authorize").await?;
-        Ok(App { config, bus })
+        Ok(App { config, bus, live })
     }
 
     /// Load the replica, then answer checks until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
-        let App { config, bus } = self;
+        let App { config, bus, live } = self;
         let Some((sessions, users)) =
             bus::retry("opening the sessions and users buckets", &shutdown, || async {
                 Ok::<_, BusError>((
@@ -60,7 +63,7 @@ impl App {
         }
         let pruner = tokio::spawn(prune(replica.clone(), minter.clone(), shutdown.clone()));
         let checker = Arc::new(Checker {
-            config: config.clone(),
+            live: live.clone(),
             replica: replica.clone(),
             minter,
             sessions: Some(sessions),

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use portcullis_policy::{Decision, Input, RequestFacts, UserFacts};
 use portcullis_runtime::bucket::Bucket;
-use portcullis_runtime::config::Config;
 use portcullis_runtime::{buckets, now_unix};
 use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Session};
 use tracing::{debug, error, warn};
@@ -20,7 +19,7 @@ pub const JWT_ASSERTION_HEADER: &str = "x-portcullis-jwt-assertion";
 
 /// What a check reads.
 pub struct Checker {
-    pub config: Arc<Config>,
+    pub live: portcullis_runtime::reload::LiveConfig,
     pub replica: Arc<Replica>,
     pub minter: Arc<Minter>,
     /// For sessions not yet replicated (created a moment ago): one direct read. `None` runs
@@ -30,7 +29,9 @@ pub struct Checker {
 
 impl Checker {
     pub async fn check(&self, req: CheckRequest) -> Result<CheckReply, ErrorReply> {
-        let Some(route) = self.config.route_by_id(&req.route_id) else {
+        // The routes as now configured (reloaded when the file changes).
+        let live = self.live.borrow().clone();
+        let Some(route) = live.route_by_id(&req.route_id) else {
             warn!(route = %req.route_id, "check for a route this instance does not know");
             return Err(ErrorReply {
                 code: ErrorCode::UnknownRoute,

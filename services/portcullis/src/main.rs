@@ -175,7 +175,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, services)) {
+    match runtime.block_on(run(config, arg.config.clone(), services)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -246,9 +246,11 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
     }
 }
 
-async fn run(config: Arc<Config>, services: &[Service]) -> anyhow::Result<()> {
+async fn run(config: Arc<Config>, path: PathBuf, services: &[Service]) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
     shutdown::on_signals(trigger.clone());
+    // Routes and policies follow the file; the proxy and authorize read the live version.
+    let live = portcullis_runtime::reload::watch_file(path, config.clone(), shutdown.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for service in services {
         let config = config.clone();
@@ -259,7 +261,7 @@ async fn run(config: Arc<Config>, services: &[Service]) -> anyhow::Result<()> {
                 tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
             }
             Service::Authorize => {
-                let app = portcullis_authorize::App::build(config).await?;
+                let app = portcullis_authorize::App::build(config, live.clone()).await?;
                 tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
             }
             Service::Authenticate => {
@@ -267,7 +269,7 @@ async fn run(config: Arc<Config>, services: &[Service]) -> anyhow::Result<()> {
                 tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
             }
             Service::Proxy => {
-                let app = portcullis_proxy::App::build(config).await?;
+                let app = portcullis_proxy::App::build(config, live.clone()).await?;
                 tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
             }
         }

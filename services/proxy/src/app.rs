@@ -7,6 +7,8 @@ use tokio::net::TcpSocket;
 use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
+use portcullis_runtime::reload::LiveConfig;
+
 use crate::balance::Balancer;
 use crate::decisions::DecisionCache;
 use crate::handler::Proxy;
@@ -38,11 +40,12 @@ pub struct App {
     config: Arc<Config>,
     bus: Bus,
     decisions: Arc<DecisionCache>,
+    live: LiveConfig,
 }
 
 impl App {
     /// Load TLS, bind the listening sockets, connect to NATS (in the background).
-    pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
+    pub async fn build(config: Arc<Config>, live: LiveConfig) -> Result<App, BuildError> {
         let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
         let address = config.server.address;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
@@ -57,7 +60,7 @@ impl App {
         let bus = Bus::connect(&config.nats, "portcullis-proxy").await?;
         let decisions =
             Arc::new(DecisionCache::new(config.decision_cache.enabled, config.decision_cache.max_entries));
-        Ok(App { sockets, address: bound, tls, config, bus, decisions })
+        Ok(App { sockets, address: bound, tls, config, bus, decisions, live })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -66,8 +69,10 @@ impl App {
 
     /// Serve until `shutdown`; in-flight requests finish.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
-        let App { sockets, address, tls, config, bus, decisions } = self;
-        let balancer = Arc::new(Balancer::new(&config));
+        let App { sockets, address, tls, config, bus, decisions, live } = self;
+        let balancer = Arc::new(Balancer::new(&live.borrow()));
+        let reloads =
+            tokio::spawn(on_reload(live.clone(), decisions.clone(), balancer.clone(), shutdown.clone()));
         let follower = tokio::spawn(decisions.clone().follow_events(bus.clone(), shutdown.clone()));
         info!(%address, tls = tls.is_some(), threads = sockets.len(), "proxy listening");
         let mut threads = Vec::with_capacity(sockets.len());
@@ -75,6 +80,7 @@ impl App {
             let (tls, config, bus, decisions, shutdown) =
                 (tls.clone(), config.clone(), bus.clone(), decisions.clone(), shutdown.clone());
             let balancer = balancer.clone();
+            let live = live.clone();
             let thread = std::thread::Builder::new().name(format!("proxy-{i}")).spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
@@ -85,8 +91,14 @@ impl App {
                         Ok(l) => l,
                         Err(e) => return error!(error = %e, "cannot listen"),
                     };
-                    let proxy =
-                        Arc::new(Proxy::new(config, bus, crate::forward::client(), decisions, balancer));
+                    let proxy = Arc::new(Proxy::new(
+                        config,
+                        bus,
+                        crate::forward::client(),
+                        decisions,
+                        balancer,
+                        live,
+                    ));
                     server::serve(listener, tls, proxy, shutdown).await;
                 });
             });
@@ -102,8 +114,27 @@ impl App {
         })
         .await;
         let _ = follower.await;
+        reloads.abort();
         bus.flush().await;
         Ok(())
+    }
+}
+
+/// After a reload: cached decisions may belong to routes that changed; balancing state to
+/// routes that are gone.
+async fn on_reload(
+    mut live: LiveConfig,
+    decisions: Arc<DecisionCache>,
+    balancer: Arc<Balancer>,
+    shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            changed = live.changed() => if changed.is_err() { return },
+            _ = shutdown.wait() => return,
+        }
+        decisions.clear();
+        balancer.reset(&live.borrow());
     }
 }
 

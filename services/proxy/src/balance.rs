@@ -11,7 +11,7 @@ use rand::Rng;
 /// Per-route balancing state, shared by every serving thread.
 #[derive(Default)]
 pub struct Balancer {
-    routes: HashMap<String, Arc<RouteState>>,
+    routes: std::sync::RwLock<HashMap<String, Arc<RouteState>>>,
 }
 
 #[derive(Default)]
@@ -37,7 +37,18 @@ impl Drop for Pick {
 
 impl Balancer {
     pub fn new(config: &Config) -> Balancer {
-        let routes = config
+        Balancer { routes: std::sync::RwLock::new(Self::states(config)) }
+    }
+
+    /// New state for a reloaded configuration.
+    pub fn reset(&self, config: &Config) {
+        if let Ok(mut routes) = self.routes.write() {
+            *routes = Self::states(config);
+        }
+    }
+
+    fn states(config: &Config) -> HashMap<String, Arc<RouteState>> {
+        config
             .routes
             .iter()
             .filter(|r| r.to.len() > 1)
@@ -48,14 +59,14 @@ impl Balancer {
                 };
                 (r.id.clone(), Arc::new(state))
             })
-            .collect();
-        Balancer { routes }
+            .collect()
     }
 
     /// Choose an upstream of `route` for a request of `session` (if any).
     pub fn pick(&self, route: &Route, session: Option<&str>) -> Pick {
         let n = route.to.len();
-        let Some(state) = self.routes.get(&route.id).filter(|_| n > 1) else {
+        let state = self.routes.read().ok().and_then(|r| r.get(&route.id).cloned()).filter(|_| n > 1);
+        let Some(state) = state else {
             return Pick { index: 0, state: None };
         };
         let index = match route.load_balancing {

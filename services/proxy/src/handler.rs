@@ -14,6 +14,8 @@ use portcullis_runtime::{Bus, BusError, now_unix};
 use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode};
 use tracing::{debug, warn};
 
+use portcullis_runtime::reload::LiveConfig;
+
 use crate::balance::Balancer;
 use crate::decisions::DecisionCache;
 use crate::forward::{self, Origin, UpstreamClient};
@@ -34,6 +36,8 @@ pub struct Proxy {
     pub binding_cookie: String,
     pub decisions: Arc<DecisionCache>,
     pub balancer: Arc<Balancer>,
+    /// The current routes (reloaded when the file changes).
+    pub live: LiveConfig,
     jwks: Bytes,
     authenticate_host: String,
 }
@@ -58,6 +62,7 @@ impl Proxy {
         client: UpstreamClient,
         decisions: Arc<DecisionCache>,
         balancer: Arc<Balancer>,
+        live: LiveConfig,
     ) -> Proxy {
         let jwks = Bytes::from(config.signing_key.jwks().to_string());
         let authenticate_host = config.authenticate_url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -68,6 +73,7 @@ impl Proxy {
             binding_cookie: flow::binding_cookie_name(&config.cookie.name),
             decisions,
             balancer,
+            live,
             config,
             bus,
             client,
@@ -108,14 +114,16 @@ impl Proxy {
         if path.starts_with("/.portcullis/") || path == paths::JWKS {
             return self.internal(req, &facts, &path).await;
         }
-        let Some(route) = self.config.find_route(&host, port, &path) else {
+        // The routes of this request: a reload mid-request does not change them.
+        let live = self.live.borrow().clone();
+        let Some(route) = live.find_route(&host, port, &path) else {
             return error::not_found(html);
         };
         self.authorize_and_forward(req, route, &path, &facts).await
     }
 
     async fn internal(&self, req: Request<Incoming>, facts: &RequestFacts<'_>, path: &str) -> Response<Body> {
-        if !self.config.routes.iter().any(|r| r.from.matches_host(facts.host)) {
+        if !self.live.borrow().routes.iter().any(|r| r.from.matches_host(facts.host)) {
             return error::not_found(facts.html);
         }
         let session = || cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
