@@ -192,3 +192,25 @@ async fn claim_headers_come_from_authorize_and_groups_are_filtered() {
     .unwrap();
     assert_eq!(claims["groups"], serde_json::json!(["admins"]));
 }
+
+#[tokio::test]
+async fn https_upstreams_are_verified_with_the_routes_tls_settings() {
+    let env = TestEnv::start().await;
+    let anon = env.browser();
+    let get = |host: &str| {
+        let url = env.url_on(host, "/secure");
+        let anon = &anon;
+        async move { anon.get_json(&url).await }
+    };
+    assert_eq!(
+        get("tlsca.localhost").await.unwrap().status(),
+        200,
+        "custom CA + server name: {}",
+        env.logs()
+    );
+    assert_eq!(env.tls_upstream.last().unwrap().path_and_query, "/secure");
+    let hits = env.tls_upstream.requests().len();
+    assert_eq!(get("tlsnoca.localhost").await.unwrap().status(), 502, "an unknown CA is refused");
+    assert_eq!(env.tls_upstream.requests().len(), hits, "nothing reached the upstream");
+    assert_eq!(get("tlsskip.localhost").await.unwrap().status(), 200, "tls_skip_verify");
+}

@@ -131,6 +131,8 @@ pub struct TestEnv {
     pub upstream2: Upstream,
     /// A websocket echo upstream.
     pub echo: crate::websocket::EchoServer,
+    /// An HTTPS upstream whose certificate (for `upstream.internal`) a private CA signed.
+    pub tls_upstream: Upstream,
     pub port: u16,
     pub config_path: PathBuf,
     pub options: Options,
@@ -161,6 +163,8 @@ impl TestEnv {
         let upstream = Upstream::start().await;
         let upstream2 = Upstream::start().await;
         let echo = crate::websocket::EchoServer::start().await;
+        let (cert, key) = private_ca_certificate(dir.path());
+        let tls_upstream = Upstream::start_tls(&cert, &key).await;
         let idp_options = IdpOptions {
             redirect_uri: redirect,
             post_logout_uri: post_logout,
@@ -185,6 +189,8 @@ impl TestEnv {
                     &upstream.url(),
                     &upstream2.url(),
                     &echo.url(),
+                    &tls_upstream.https_url(),
+                    dir.path(),
                     &options,
                 ),
                 None,
@@ -197,6 +203,7 @@ impl TestEnv {
             upstream,
             upstream2,
             echo,
+            tls_upstream,
             port,
             config_path,
             options,
@@ -383,6 +390,7 @@ impl TestEnv {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn config_yaml(
     port: u16,
     nats: &str,
@@ -390,8 +398,11 @@ fn config_yaml(
     upstream: &str,
     upstream2: &str,
     echo: &str,
+    tls_upstream: &str,
+    dir: &std::path::Path,
     options: &Options,
 ) -> String {
+    let ca = dir.join("upstream-ca.pem").display().to_string();
     let Options {
         request_timeout,
         cookie_expire,
@@ -494,6 +505,19 @@ routes:
       X-Email: email
       X-Groups: groups
     jwt_groups_filter: [admins]
+  - from: http://tlsca.localhost
+    to: {tls_upstream}
+    tls_custom_ca_file: {ca}
+    tls_server_name: upstream.internal
+    allow_public_unauthenticated_access: true
+  - from: http://tlsnoca.localhost
+    to: {tls_upstream}
+    tls_server_name: upstream.internal
+    allow_public_unauthenticated_access: true
+  - from: http://tlsskip.localhost
+    to: {tls_upstream}
+    tls_skip_verify: true
+    allow_public_unauthenticated_access: true
   - from: http://static.localhost
     response:
       status: 200
@@ -568,5 +592,68 @@ nats:
 "#,
         cert = cert.display(),
         key = key.display(),
+    )
+}
+
+/// A private CA (`upstream-ca.pem` in `dir`) and a server certificate it signed for
+/// `upstream.internal`: (certificate PEM, key PEM).
+fn private_ca_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=portcullis test CA",
+            "-keyout",
+            "upstream-ca.key",
+            "-out",
+            "upstream-ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-subj", "/CN=upstream.internal", "-keyout", "upstream.key", "-out", "upstream.csr"],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("upstream.ext"),
+        "subjectAltName=DNS:upstream.internal\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext file");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "upstream.csr",
+        "-CA",
+        "upstream-ca.pem",
+        "-CAkey",
+        "upstream-ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "upstream.pem",
+        "-extfile",
+        "upstream.ext",
+    ]);
+    (
+        std::fs::read(dir.join("upstream.pem")).expect("cert"),
+        std::fs::read(dir.join("upstream.key")).expect("key"),
     )
 }

@@ -40,6 +40,25 @@ pub const UPSTREAM_BODY: &str = "hello from upstream";
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::start_with(None).await
+    }
+
+    /// An upstream serving HTTPS with this certificate chain and key (PEM).
+    pub async fn start_tls(cert_pem: &[u8], key_pem: &[u8]) -> Upstream {
+        let certs: Vec<_> =
+            rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<_, _>>().expect("cert");
+        let key = rustls_pemfile::private_key(&mut &key_pem[..]).expect("key").expect("a key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config");
+        Upstream::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -50,6 +69,7 @@ impl Upstream {
                     continue;
                 };
                 let log = log.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let log = log.clone();
@@ -80,9 +100,17 @@ impl Upstream {
                             ))))
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -91,6 +119,10 @@ impl Upstream {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

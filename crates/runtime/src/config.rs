@@ -103,6 +103,11 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "allow_websockets",
     "jwt_claims_headers",
     "jwt_groups_filter",
+    "tls_skip_verify",
+    "tls_server_name",
+    "tls_custom_ca_file",
+    "tls_client_cert_file",
+    "tls_client_key_file",
 ];
 const KNOWN_NATS_KEYS: &[&str] = &["url", "creds_file", "subject_prefix", "request_timeout"];
 const KNOWN_SESSIONS_KEYS: &[&str] = &["refresh_before", "sweep_interval"];
@@ -299,6 +304,12 @@ struct RawRoute {
     allow_websockets: bool,
     jwt_claims_headers: Option<ClaimHeaders>,
     jwt_groups_filter: Option<StringOrList>,
+    #[serde(default)]
+    tls_skip_verify: bool,
+    tls_server_name: Option<String>,
+    tls_custom_ca_file: Option<PathBuf>,
+    tls_client_cert_file: Option<PathBuf>,
+    tls_client_key_file: Option<PathBuf>,
 }
 
 /// `jwt_claims_headers`: a map of header → claim, or a list of claims (headers then are
@@ -494,6 +505,21 @@ pub struct Route {
     pub jwt_claims_headers: Vec<(String, String)>,
     /// Only these groups go into the JWT and claim headers (`None`: all).
     pub jwt_groups_filter: Option<Vec<String>>,
+    /// TLS settings for `https://` upstreams (`None`: system roots, upstream host name).
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+/// A route's TLS settings towards its upstreams (files read when the configuration loads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Accept any certificate (Pomerium's `tls_skip_verify`; for tests and emergencies).
+    pub skip_verify: bool,
+    /// The name to send (SNI) and to verify instead of the URL's host.
+    pub server_name: Option<String>,
+    /// PEM of extra trusted CAs.
+    pub custom_ca_pem: Option<String>,
+    /// PEM of a client certificate chain and its key, for upstreams that want mTLS.
+    pub client_cert_pem: Option<(String, String)>,
 }
 
 /// Pomerium's `load_balancing_policy` values that Portcullis implements.
@@ -1187,6 +1213,7 @@ fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Rout
                 LoadBalancing::RoundRobin
             }
         };
+        let upstream_tls = upstream_tls(p, &r, &field);
         let timeout = match &r.timeout {
             None => DEFAULT_ROUTE_TIMEOUT,
             Some(d) => p.check(&field("timeout"), raw_duration(d)).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
@@ -1257,10 +1284,43 @@ fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Rout
                     .clone()
                     .map(StringOrList::into_vec)
                     .or_else(|| defaults.jwt_groups_filter.clone()),
+                upstream_tls,
             });
         }
     }
     out
+}
+
+/// The route's upstream TLS settings, with their files read.
+fn upstream_tls(p: &mut Problems, r: &RawRoute, field: &dyn Fn(&str) -> String) -> Option<UpstreamTls> {
+    let read = |p: &mut Problems, key: &str, path: &PathBuf| {
+        p.check(
+            &field(key),
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        )
+    };
+    let custom_ca_pem = r.tls_custom_ca_file.as_ref().and_then(|f| read(p, "tls_custom_ca_file", f));
+    let client_cert_pem = match (&r.tls_client_cert_file, &r.tls_client_key_file) {
+        (Some(c), Some(k)) => match (read(p, "tls_client_cert_file", c), read(p, "tls_client_key_file", k)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        },
+        (None, None) => None,
+        _ => {
+            p.add(field("tls_client_cert_file"), "tls_client_cert_file and tls_client_key_file go together");
+            None
+        }
+    };
+    let any = r.tls_skip_verify
+        || r.tls_server_name.is_some()
+        || custom_ca_pem.is_some()
+        || client_cert_pem.is_some();
+    any.then(|| UpstreamTls {
+        skip_verify: r.tls_skip_verify,
+        server_name: r.tls_server_name.clone(),
+        custom_ca_pem,
+        client_cert_pem,
+    })
 }
 
 /// `redirect` or `response`, else forwarding.
@@ -1402,9 +1462,6 @@ fn route_from(text: &str) -> Result<RouteFrom, String> {
 
 fn upstream_url(text: &str) -> Result<Url, String> {
     let url = http_url(text)?;
-    if url.scheme() != "http" {
-        return Err(format!("`{text}`: only http:// upstreams are supported yet"));
-    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{text}` must not have a query or fragment"));
     }

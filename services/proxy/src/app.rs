@@ -71,6 +71,7 @@ impl App {
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let App { sockets, address, tls, config, bus, decisions, live } = self;
         let balancer = Arc::new(Balancer::new(&live.borrow()));
+        let roots = crate::upstream_tls::system_roots();
         let reloads =
             tokio::spawn(on_reload(live.clone(), decisions.clone(), balancer.clone(), shutdown.clone()));
         let follower = tokio::spawn(decisions.clone().follow_events(bus.clone(), shutdown.clone()));
@@ -81,24 +82,22 @@ impl App {
                 (tls.clone(), config.clone(), bus.clone(), decisions.clone(), shutdown.clone());
             let balancer = balancer.clone();
             let live = live.clone();
+            let roots = roots.clone();
             let thread = std::thread::Builder::new().name(format!("proxy-{i}")).spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => return error!(error = %e, "cannot start a proxy thread"),
                 };
                 runtime.block_on(async move {
+                    let client = match crate::forward::client(None, &roots) {
+                        Ok(c) => c,
+                        Err(e) => return error!(error = %e, "cannot build the upstream client"),
+                    };
                     let listener = match socket.listen(BACKLOG) {
                         Ok(l) => l,
                         Err(e) => return error!(error = %e, "cannot listen"),
                     };
-                    let proxy = Arc::new(Proxy::new(
-                        config,
-                        bus,
-                        crate::forward::client(),
-                        decisions,
-                        balancer,
-                        live,
-                    ));
+                    let proxy = Arc::new(Proxy::new(config, bus, client, decisions, balancer, live, roots));
                     server::serve(listener, tls, proxy, shutdown).await;
                 });
             });

@@ -15,8 +15,8 @@ use tracing::warn;
 
 use crate::{Body, error};
 
-/// The pooled upstream client.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+/// The pooled upstream client (http and https).
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 /// Identity header prefixes only Portcullis may set.
 const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
@@ -32,14 +32,31 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-pub fn client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    Client::builder(hyper_util::rt::TokioExecutor::new())
+/// A pooled client for http and https upstreams with `tls` (the system roots when `None`).
+pub fn client(
+    tls: Option<&portcullis_runtime::config::UpstreamTls>,
+    roots: &rustls::RootCertStore,
+) -> Result<UpstreamClient, String> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    http.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::upstream_tls::client_config(tls, roots)?)
+        .https_or_http();
+    let builder = match tls.and_then(|t| t.server_name.clone()) {
+        Some(name) => {
+            let name =
+                rustls::pki_types::ServerName::try_from(name).map_err(|e| format!("tls_server_name: {e}"))?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let connector = builder.enable_http1().wrap_connector(http);
+    Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .build(connector))
 }
 
 /// What the proxy knows about the client side of a request.

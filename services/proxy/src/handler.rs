@@ -38,6 +38,9 @@ pub struct Proxy {
     pub balancer: Arc<Balancer>,
     /// The current routes (reloaded when the file changes).
     pub live: LiveConfig,
+    /// Clients of routes with their own upstream TLS settings, by route id (this thread's).
+    route_clients: std::sync::Mutex<std::collections::HashMap<String, UpstreamClient>>,
+    roots: rustls::RootCertStore,
     jwks: Bytes,
     authenticate_host: String,
 }
@@ -63,6 +66,7 @@ impl Proxy {
         decisions: Arc<DecisionCache>,
         balancer: Arc<Balancer>,
         live: LiveConfig,
+        roots: rustls::RootCertStore,
     ) -> Proxy {
         let jwks = Bytes::from(config.signing_key.jwks().to_string());
         let authenticate_host = config.authenticate_url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -74,6 +78,8 @@ impl Proxy {
             decisions,
             balancer,
             live,
+            route_clients: std::sync::Mutex::new(std::collections::HashMap::new()),
+            roots,
             config,
             bus,
             client,
@@ -157,6 +163,25 @@ impl Proxy {
         }
     }
 
+    /// The client for `route`: the shared one, or one made for its TLS settings.
+    fn client_for(&self, route: &Route) -> Option<UpstreamClient> {
+        let Some(tls) = &route.upstream_tls else { return Some(self.client.clone()) };
+        let mut clients = self.route_clients.lock().ok()?;
+        if let Some(c) = clients.get(&route.id) {
+            return Some(c.clone());
+        }
+        match forward::client(Some(tls), &self.roots) {
+            Ok(c) => {
+                clients.insert(route.id.clone(), c.clone());
+                Some(c)
+            }
+            Err(error) => {
+                warn!(%error, route = route.index, "cannot set up TLS to the upstream");
+                None
+            }
+        }
+    }
+
     /// 302 to a signed sign-in URL, setting (or reusing) the route host's binding cookie.
     pub fn sign_in_redirect(&self, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
         let original = format!(
@@ -228,8 +253,10 @@ impl Proxy {
                     };
                     let pick = self.balancer.pick(route, session_id.as_deref());
                     let upstream = &route.to[pick.index];
-                    forward::forward(&self.client, route, upstream, req, path, &origin, headers, facts.html)
-                        .await
+                    let Some(client) = self.client_for(route) else {
+                        return error::bad_gateway(facts.html);
+                    };
+                    forward::forward(&client, route, upstream, req, path, &origin, headers, facts.html).await
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);

@@ -18,6 +18,7 @@ mod handler;
 mod internal;
 pub mod path;
 mod server;
+mod upstream_tls;
 
 pub use app::{App, BuildError};
 
