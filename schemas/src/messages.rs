@@ -81,6 +81,10 @@ pub enum CheckReply {
         /// (0: not at all). Never longer than the identity JWT stays valid, less a margin.
         #[serde(default)]
         cache_for_ms: u64,
+        /// Values for `${pomerium.id_token}` / `${pomerium.access_token}` in the route's
+        /// `set_request_headers`, sealed for the proxy (never plaintext on NATS): name → sealed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sealed_templates: Vec<Header>,
     },
     /// Refuse with `status` (403 for a policy deny).
     Deny {

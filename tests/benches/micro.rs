@@ -149,6 +149,7 @@ fn benches(c: &mut Criterion) {
     replica.insert_session(session());
     let checker = Checker {
         live: portcullis_runtime::reload::fixed(config.clone()),
+        token_sealer: Sealer::new(&config.shared_secret, Purpose::Tokens),
         replica,
         minter: Arc::new(Minter::new(config.signing_key.clone())),
         sessions: None,

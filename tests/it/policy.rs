@@ -96,6 +96,11 @@ async fn route_options_rewrite_paths_hosts_and_headers_as_pomerium_does() {
         "${{pomerium.jwt}} filled"
     );
     assert!(seen.header("x-remove-me").is_none());
+    // Token templates: the session's tokens (authorize seals them for the proxy on NATS).
+    let access = seen.header("x-access-token").unwrap_or_default();
+    assert!(access.len() > 20 && !access.contains("${"), "access token filled: {access:?}");
+    let id_token = seen.header("x-id-token").unwrap_or_default();
+    assert_eq!(id_token.split('.').count(), 3, "an ID token (JWT) filled: {id_token:?}");
     assert_eq!(seen.header("x-keep-me"), Some("1"));
     assert!(seen.header("x-portcullis-jwt-assertion").is_none(), "pass_identity_headers: false");
 

@@ -474,6 +474,8 @@ routes:
     set_request_headers:
       X-Custom: hello
       X-Identity: "Bearer ${{pomerium.jwt}}"
+      X-Access-Token: "${{pomerium.access_token}}"
+      X-Id-Token: "${{portcullis.id_token}}"
     remove_request_headers: [X-Remove-Me]
     set_response_headers:
       X-Frame-Options: DENY

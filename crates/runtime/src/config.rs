@@ -573,6 +573,12 @@ pub const DEFAULT_RESPONSE_HEADERS: [(&str, &str); 2] =
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Route {
+    /// Whether `set_request_headers` uses `${pomerium.<what>}` (or `${portcullis.<what>}`).
+    pub fn uses_template(&self, what: &str) -> bool {
+        let (a, b) = (format!("${{pomerium.{what}}}"), format!("${{portcullis.{what}}}"));
+        self.set_request_headers.iter().any(|(_, v)| v.contains(&a) || v.contains(&b))
+    }
+
     /// Whether this route serves `host` (lower case, no port) on `port` and `path`.
     pub fn matches(&self, host: &str, port: Option<u16>, path: &str) -> bool {
         if !self.from.matches_host(host) {
@@ -1375,10 +1381,15 @@ fn header_pairs(p: &mut Problems, field: &str, raw: &BTreeMap<String, String>) -
         while let Some(start) = rest.find("${") {
             let Some(end) = rest[start..].find('}') else { break };
             let var = &rest[start + 2..start + end];
-            if !matches!(var, "pomerium.jwt" | "portcullis.jwt") {
+            let known = ["jwt", "id_token", "access_token"]
+                .iter()
+                .any(|v| var == format!("pomerium.{v}") || var == format!("portcullis.{v}"));
+            if !known {
                 p.add(
                     format!("{field}.{name}"),
-                    format!("template `${{{var}}}` is not supported yet (only ${{pomerium.jwt}})"),
+                    format!(
+                        "template `${{{var}}}` is not supported (use ${{pomerium.jwt}}, ${{pomerium.id_token}} or ${{pomerium.access_token}})"
+                    ),
                 );
                 ok = false;
             }

@@ -64,6 +64,10 @@ impl App {
         let pruner = tokio::spawn(prune(replica.clone(), minter.clone(), shutdown.clone()));
         let checker = Arc::new(Checker {
             live: live.clone(),
+            token_sealer: portcullis_runtime::crypto::Sealer::new(
+                &config.shared_secret,
+                portcullis_runtime::crypto::Purpose::Tokens,
+            ),
             replica: replica.clone(),
             minter,
             sessions: Some(sessions),

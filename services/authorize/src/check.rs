@@ -11,6 +11,9 @@ use tracing::{debug, error, warn};
 use crate::jwt::{Identity, Minter};
 use crate::replica::Replica;
 
+/// AAD of sealed OIDC token sets (the authenticate and cache services seal them so).
+const TOKENS_AAD: &[u8] = b"oidc tokens";
+
 /// The longest a proxy may reuse a decision, seconds.
 const DECISION_CACHE_CAP_SECS: i64 = 30;
 
@@ -20,6 +23,8 @@ pub const JWT_ASSERTION_HEADER: &str = "x-portcullis-jwt-assertion";
 /// What a check reads.
 pub struct Checker {
     pub live: portcullis_runtime::reload::LiveConfig,
+    /// Opens session tokens and seals template values for the proxy (shared secret).
+    pub token_sealer: portcullis_runtime::crypto::Sealer,
     pub replica: Arc<Replica>,
     pub minter: Arc<Minter>,
     /// For sessions not yet replicated (created a moment ago): one direct read. `None` runs
@@ -85,8 +90,7 @@ impl Checker {
                 let mut headers = Vec::new();
                 let mut jwt_left = i64::MAX;
                 // The JWT also feeds `${pomerium.jwt}` in set_request_headers.
-                let wants_jwt = route.pass_identity_headers
-                    || route.set_request_headers.iter().any(|(_, v)| v.contains(".jwt}"));
+                let wants_jwt = route.pass_identity_headers || route.uses_template("jwt");
                 // jwt_groups_filter: users in hundreds of groups would overflow header limits.
                 let shown_groups: Vec<String> = match &route.jwt_groups_filter {
                     Some(keep) => groups.iter().filter(|g| keep.contains(g)).cloned().collect(),
@@ -118,10 +122,15 @@ impl Checker {
                         headers.push(Header::new(header.clone(), value));
                     }
                 }
+                let sealed_templates = match &session {
+                    Some(s) => self.sealed_templates(route, s, &req.route_id),
+                    None => Vec::new(),
+                };
                 CheckReply::Allow {
                     headers,
                     reasons: reasons.to_strings(),
                     cache_for_ms: cache_for(jwt_left),
+                    sealed_templates,
                 }
             }
             Decision::Deny { reasons } => CheckReply::Deny {
@@ -133,6 +142,33 @@ impl Checker {
                 CheckReply::Login { reasons: reasons.to_strings(), cache_for_ms: cache_for(i64::MAX) }
             }
         })
+    }
+
+    /// The session's OIDC tokens the route's header templates ask for, re-sealed for the
+    /// proxy with the route id as AAD.
+    fn sealed_templates(
+        &self,
+        route: &portcullis_runtime::config::Route,
+        s: &Session,
+        route_id: &str,
+    ) -> Vec<Header> {
+        let wanted: Vec<&str> =
+            ["id_token", "access_token"].into_iter().filter(|w| route.uses_template(w)).collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let Ok(tokens) = self.token_sealer.open_json::<serde_json::Value>(&s.sealed_tokens, TOKENS_AAD)
+        else {
+            warn!(route = route.index, "session tokens do not open; token templates left empty");
+            return Vec::new();
+        };
+        wanted
+            .into_iter()
+            .filter_map(|w| {
+                let value = tokens.get(w)?.as_str()?;
+                Some(Header::new(w, self.token_sealer.seal(value.as_bytes(), route_id.as_bytes())))
+            })
+            .collect()
     }
 
     async fn session(&self, id: &str) -> Result<Option<Arc<Session>>, ErrorReply> {

@@ -69,6 +69,12 @@ pub struct Origin<'a> {
 }
 
 /// Forward `req` (path already normalised to `path`) to `route`'s upstream.
+/// What authorize granted: headers to add, and token values for header templates.
+pub struct Granted<'a> {
+    pub headers: &'a [Header],
+    pub templates: &'a [(String, String)],
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &UpstreamClient,
@@ -77,7 +83,7 @@ pub async fn forward(
     req: Request<Incoming>,
     path: &str,
     origin: &Origin<'_>,
-    granted: &[Header],
+    granted: &Granted<'_>,
     html: bool,
 ) -> Response<Body> {
     let mut req = req;
@@ -107,7 +113,7 @@ pub async fn forward(
             return error::bad_request("The request target is invalid.", html);
         }
     };
-    let mut headers = request_headers(&parts.headers, origin, granted);
+    let mut headers = request_headers(&parts.headers, origin, granted.headers);
     route_request_headers(&mut headers, route, granted);
     if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -194,7 +200,9 @@ fn switch_protocols(
 /// The route's `remove_request_headers` and `set_request_headers` (with `${pomerium.jwt}`
 /// filled from the identity JWT authorize granted). The assertion header itself reaches the
 /// upstream only when the route passes identity headers.
-fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &[Header]) {
+fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &Granted<'_>) {
+    let templates = granted.templates;
+    let granted = granted.headers;
     for name in &route.remove_request_headers {
         headers.remove(name.as_str());
     }
@@ -217,9 +225,16 @@ fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &[Head
     }
     for (name, value) in &route.set_request_headers {
         let value = if value.contains("${") {
-            value
-                .replace("${pomerium.jwt}", jwt.unwrap_or(""))
-                .replace("${portcullis.jwt}", jwt.unwrap_or(""))
+            let token =
+                |what: &str| templates.iter().find(|(n, _)| n == what).map(|(_, v)| v.as_str()).unwrap_or("");
+            let mut v = value.clone();
+            for prefix in ["pomerium", "portcullis"] {
+                v = v
+                    .replace(&format!("${{{prefix}.jwt}}"), jwt.unwrap_or(""))
+                    .replace(&format!("${{{prefix}.id_token}}"), token("id_token"))
+                    .replace(&format!("${{{prefix}.access_token}}"), token("access_token"));
+            }
+            v
         } else {
             value.clone()
         };

@@ -32,6 +32,8 @@ pub struct Proxy {
     pub cookie_sealer: Sealer,
     pub handle_sealer: Sealer,
     pub sign_in_signer: Signer,
+    /// Opens token values for header templates (sealed by authorize).
+    template_sealer: Sealer,
     /// Name of the route-host cookie binding a login to its browser.
     pub binding_cookie: String,
     pub decisions: Arc<DecisionCache>,
@@ -74,6 +76,7 @@ impl Proxy {
             cookie_sealer: Sealer::new(&config.cookie_secret, Purpose::SessionCookie),
             handle_sealer: Sealer::new(&config.shared_secret, Purpose::CallbackHandle),
             sign_in_signer: Signer::new(&config.shared_secret, Purpose::SignInUrl),
+            template_sealer: Sealer::new(&config.shared_secret, Purpose::Tokens),
             binding_cookie: flow::binding_cookie_name(&config.cookie.name),
             decisions,
             balancer,
@@ -163,6 +166,21 @@ impl Proxy {
         }
     }
 
+    /// Token values for header templates, sealed by authorize for this route.
+    fn open_templates(
+        &self,
+        sealed: &[portcullis_schemas::messages::Header],
+        route_id: &str,
+    ) -> Vec<(String, String)> {
+        sealed
+            .iter()
+            .filter_map(|h| {
+                let value = self.template_sealer.open(&h.value, route_id.as_bytes()).ok()?;
+                Some((h.name.clone(), String::from_utf8(value).ok()?))
+            })
+            .collect()
+    }
+
     /// The client for `route`: the shared one, or one made for its TLS settings.
     fn client_for(&self, route: &Route) -> Option<UpstreamClient> {
         let Some(tls) = &route.upstream_tls else { return Some(self.client.clone()) };
@@ -243,7 +261,7 @@ impl Proxy {
                 }
             };
         match reply.as_deref() {
-            Ok(CheckReply::Allow { headers, .. }) => match &route.action {
+            Ok(CheckReply::Allow { headers, sealed_templates, .. }) => match &route.action {
                 RouteAction::Forward => {
                     let origin = Origin {
                         peer: facts.peer,
@@ -256,7 +274,9 @@ impl Proxy {
                     let Some(client) = self.client_for(route) else {
                         return error::bad_gateway(facts.html);
                     };
-                    forward::forward(&client, route, upstream, req, path, &origin, headers, facts.html).await
+                    let templates = self.open_templates(sealed_templates, &route.id);
+                    let granted = forward::Granted { headers, templates: &templates };
+                    forward::forward(&client, route, upstream, req, path, &origin, &granted, facts.html).await
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);
