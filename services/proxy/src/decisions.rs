@@ -143,7 +143,12 @@ mod tests {
     use super::*;
 
     fn allow(ms: u64) -> Arc<CheckReply> {
-        Arc::new(CheckReply::Allow { headers: vec![], reasons: vec![], cache_for_ms: ms })
+        Arc::new(CheckReply::Allow {
+            headers: vec![],
+            reasons: vec![],
+            cache_for_ms: ms,
+            sealed_templates: vec![],
+        })
     }
 
     #[test]
