@@ -57,6 +57,10 @@ async fn request_hygiene_refuses_tricks_before_any_decision() {
     // Header names with underscores: 400.
     let r = get("/h").header("X_Forwarded_User", "admin").send().await.unwrap();
     assert_eq!(r.status(), 400);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    assert_eq!(body["request_id"], id.as_str(), "the error names its request id");
     // Too many headers, or too large: 431.
     let mut many = get("/many");
     for i in 0..150 {

@@ -31,6 +31,16 @@ pub fn page(title: &str, body: &str) -> String {
     )
 }
 
+tokio::task_local! {
+    /// The id of the request being answered (set by the proxy for each request).
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, if one is set.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// An error page: status, a sentence for people, and machine reasons.
 pub fn error_page(status: u16, title: &str, message: &str, reasons: &[String]) -> String {
     let mut body = format!("<p>{}</p>", escape(message));
@@ -41,14 +51,22 @@ pub fn error_page(status: u16, title: &str, message: &str, reasons: &[String]) -
         );
         body.push_str("</p>");
     }
-    body.push_str(&format!("<p>Status {status}. <a href=\"/.portcullis/\">Your session</a></p>"));
+    let id = request_id().map(|id| format!(" Request id <code>{}</code>.", escape(&id))).unwrap_or_default();
+    body.push_str(&format!("<p>Status {status}.{id} <a href=\"/.portcullis/\">Your session</a></p>"));
     page(title, &body)
 }
 
-/// The JSON body of an error for API clients.
-pub fn error_json(status: u16, error: &str, message: &str, reasons: &[String]) -> String {
-    serde_json::json!({ "status": status, "error": error, "message": message, "reasons": reasons })
-        .to_string()
+/// The JSON body of an error for API clients; `error` is the title as a snake_case code
+/// (`Service unavailable` → `service_unavailable`).
+pub fn error_json(status: u16, title: &str, message: &str, reasons: &[String]) -> String {
+    let code: String =
+        title.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let mut body =
+        serde_json::json!({ "status": status, "error": code, "message": message, "reasons": reasons });
+    if let Some(id) = request_id() {
+        body["request_id"] = id.into();
+    }
+    body.to_string()
 }
 
 #[cfg(test)]

@@ -286,6 +286,10 @@ pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Hea
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
     headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+    // The request id replaces any the client sent.
+    if let Some(v) = portcullis_runtime::pages::request_id().and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
     if let Ok(v) = HeaderValue::from_str(origin.host) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), v);
     }

@@ -63,6 +63,13 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+fn with_request_id(mut response: http::Response<crate::Body>, id: &str) -> http::Response<crate::Body> {
+    if let Ok(v) = http::HeaderValue::from_str(id) {
+        response.headers_mut().insert(http::HeaderName::from_static("x-request-id"), v);
+    }
+    response
+}
+
 /// Serve `listener` until `shutdown`, then drain.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
@@ -87,7 +94,15 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
         let https = tls.is_some();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, peer, https).await) }
+            async move {
+                // Each request gets an id: on error pages, in JSON errors, to the upstream and
+                // back to the client, so one request can be found in every log.
+                let id = portcullis_runtime::crypto::random_token(9);
+                let response = portcullis_runtime::pages::REQUEST_ID
+                    .scope(id.clone(), proxy.handle(req, peer, https))
+                    .await;
+                Ok::<_, Infallible>(with_request_id(response, &id))
+            }
         });
         match &tls {
             None => {
