@@ -54,12 +54,12 @@ test: deps build
 # Micro-benchmarks (criterion): cookie decode, policy evaluation, the authorize check handler,
 # JWT signing, and a NATS request-reply round trip (p50/p99) against a real nats-server.
 bench-micro: deps
-    CARGO_TARGET_DIR=target/bench cargo bench --locked -p portcullis-e2e --bench micro
+    CARGO_TARGET_DIR={{justfile_directory()}}/target/bench cargo bench --locked -p portcullis-e2e --bench micro
 
 # Policy benchmarks: one evaluation of a 5-criterion policy, route lookup among 10,000 routes,
 # and compiling 10,000 routes.
 bench-policy: deps
-    CARGO_TARGET_DIR=target/bench cargo bench --locked -p portcullis-e2e --bench micro -- "policy|route"
+    CARGO_TARGET_DIR={{justfile_directory()}}/target/bench cargo bench --locked -p portcullis-e2e --bench micro -- "policy|route"
 
 # Formatting and lints, as CI checks them.
 lint:

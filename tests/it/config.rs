@@ -129,6 +129,19 @@ async fn editing_the_config_file_changes_routing_and_policy_without_a_restart() 
     .await;
     let fresh = env.url_on("fresh.localhost", "/new");
     assert_eq!(env.browser().get_json(&fresh).await.unwrap().status(), 200, "the new route serves");
+    // Sign-in works for the new host too (authenticate follows the file as well).
+    let edited = std::fs::read_to_string(&env.config_path).unwrap()
+        + &format!(
+            "  - from: http://fresh2.localhost\n    to: {}\n    allow_any_authenticated_user: true\n",
+            env.upstream.url()
+        );
+    std::fs::write(&env.config_path, edited).unwrap();
+    let fresh2 = env.url_on("fresh2.localhost", "/signed-in");
+    portcullis_e2e::eventually("the second edit applies", Duration::from_secs(10), || async {
+        (env.browser().get_json(&fresh2).await.ok()?.status() == 401).then_some(())
+    })
+    .await;
+    assert_eq!(env.browser().login(&fresh2, "bob").await.final_response.status(), 200, "{}", env.logs());
 
     // A broken edit is refused; the running configuration stays.
     std::fs::write(&env.config_path, "routes: [this is not: valid").unwrap();

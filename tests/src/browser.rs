@@ -58,6 +58,7 @@ impl Browser {
             .resolve("ws.localhost", loopback)
             .resolve("claims.localhost", loopback)
             .resolve("fresh.localhost", loopback)
+            .resolve("fresh2.localhost", loopback)
             .resolve("tlsca.localhost", loopback)
             .resolve("tlsnoca.localhost", loopback)
             .resolve("tlsskip.localhost", loopback)

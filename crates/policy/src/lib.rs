@@ -208,7 +208,7 @@ impl Reason {
     }
 }
 
-/// A set of [`Reason`]s (a bit set: evaluation allocates nothing).
+/// A set of [`Reason`]s, as a bit set (no allocation per reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Reasons(u32);
 

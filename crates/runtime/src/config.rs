@@ -527,7 +527,7 @@ pub struct UpstreamTls {
 pub enum LoadBalancing {
     RoundRobin,
     Random,
-    /// The upstream with the fewest requests in flight (from this proxy thread).
+    /// The upstream with the fewest requests in flight (counted by this proxy process).
     LeastRequest,
     /// Requests of one session stick to one upstream (hash of the session id).
     RingHash,

@@ -6,6 +6,8 @@ use portcullis_runtime::{Config, Shutdown, buckets};
 use portcullis_schemas::{ServiceName, names_endpoint as endpoint};
 use tracing::{info, warn};
 
+use portcullis_runtime::reload::LiveConfig;
+
 use crate::handlers::{self, Ctx};
 use portcullis_oidc::{Provider, http_client};
 
@@ -22,25 +24,26 @@ pub struct App {
     config: Arc<Config>,
     bus: Bus,
     http: reqwest::Client,
+    live: LiveConfig,
 }
 
 impl App {
-    pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
+    pub async fn build(config: Arc<Config>, live: LiveConfig) -> Result<App, BuildError> {
         let http = http_client().map_err(BuildError::Http)?;
         let bus = Bus::connect(&config.nats, "portcullis-authenticate").await?;
-        Ok(App { config, bus, http })
+        Ok(App { config, bus, http, live })
     }
 
     /// Serve until `shutdown`. Discovery runs in the background and is retried until the IdP
     /// answers; until then sign-ins get a 503.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
-        let App { config, bus, http } = self;
+        let App { config, bus, http, live } = self;
         let spec = buckets::logins(&config);
         let Some(logins) = bus::retry("opening the logins bucket", &shutdown, || bus.bucket(&spec)).await
         else {
             return Ok(());
         };
-        let ctx = Arc::new(Ctx::new(config.clone(), bus.clone(), logins, http));
+        let ctx = Arc::new(Ctx::new(config.clone(), live, bus.clone(), logins, http));
         let discovery = tokio::spawn(discover(ctx.clone(), shutdown.clone()));
         let Some(service) = bus::retry("registering the authenticate service", &shutdown, || {
             bus.start_service(ServiceName::Authenticate, "Portcullis sign-in with the identity provider")

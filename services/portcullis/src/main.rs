@@ -265,7 +265,7 @@ async fn run(config: Arc<Config>, path: PathBuf, services: &[Service]) -> anyhow
                 tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
             }
             Service::Authenticate => {
-                let app = portcullis_authenticate::App::build(config).await?;
+                let app = portcullis_authenticate::App::build(config, live.clone()).await?;
                 tasks.spawn(async move { app.run(sd).await.map_err(anyhow::Error::from) });
             }
             Service::Proxy => {

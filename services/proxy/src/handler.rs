@@ -233,8 +233,8 @@ impl Proxy {
         facts: &RequestFacts<'_>,
     ) -> Response<Body> {
         let session_id = cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
-        // Decisions depend on the session and the route only (the policies read nothing
-        // else yet), so that is the cache key.
+        // The cache key is the session and the route: authorize marks decisions of policies
+        // that read the request itself (method, path, address, time) as not reusable.
         let reply: Result<Arc<CheckReply>, BusError> =
             match self.decisions.get(session_id.as_deref(), &route.id) {
                 Some(cached) => Ok(cached),

@@ -130,7 +130,7 @@ fn keys_that_would_widen_a_route_if_ignored_are_errors() {
     let mut doc = base();
     doc["routes"][0]["set_request_headers"] = json!({"X-Cert": "${pomerium.client_cert_fingerprint}"});
     assert!(
-        errors_for(doc).iter().any(|e| e.contains("pomerium.access_token")),
+        errors_for(doc).iter().any(|e| e.contains("pomerium.client_cert_fingerprint")),
         "unsupported templates fail"
     );
 }

@@ -190,7 +190,7 @@ pub fn redirect_url(ctx: &Ctx) -> Url {
 /// The route host's callback URL carrying a sealed handle for the new session.
 fn handoff(ctx: &Ctx, login: &LoginState, created: CreateSessionReply) -> Option<Url> {
     let redirect_uri = login.redirect_uri.as_str();
-    let target = Url::parse(redirect_uri).ok().filter(|u| ctx.config.is_route_url(u))?;
+    let target = Url::parse(redirect_uri).ok().filter(|u| ctx.live.borrow().is_route_url(u))?;
     let host = target.host_str()?.to_ascii_lowercase();
     let handle = CallbackHandle {
         session_id: created.session_id,

@@ -35,12 +35,20 @@ pub struct Ctx {
     pub token_sealer: Sealer,
     pub handle_sealer: Sealer,
     pub sign_in_signer: Signer,
+    /// The current routes (redirect targets must be route hosts; reloaded with the file).
+    pub live: portcullis_runtime::reload::LiveConfig,
     /// When discovery last ran on demand (unknown signing key), to rate-limit it.
     last_rediscovery: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Ctx {
-    pub fn new(config: Arc<Config>, bus: Bus, logins: Bucket<String>, http: reqwest::Client) -> Ctx {
+    pub fn new(
+        config: Arc<Config>,
+        live: portcullis_runtime::reload::LiveConfig,
+        bus: Bus,
+        logins: Bucket<String>,
+        http: reqwest::Client,
+    ) -> Ctx {
         let shared = &config.shared_secret;
         Ctx {
             login_sealer: Sealer::new(shared, Purpose::LoginState),
@@ -49,6 +57,7 @@ impl Ctx {
             sign_in_signer: Signer::new(shared, Purpose::SignInUrl),
             provider: RwLock::new(None),
             last_rediscovery: std::sync::Mutex::new(None),
+            live,
             config,
             bus,
             logins,

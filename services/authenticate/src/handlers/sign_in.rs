@@ -36,7 +36,7 @@ pub async fn handle(ctx: &Ctx, req: &Request<'_>) -> Reply {
             }
         };
     // Signed by us, but check anyway: only configured route hosts are redirect targets.
-    if !Url::parse(&target).is_ok_and(|u| ctx.config.is_route_url(&u)) {
+    if !Url::parse(&target).is_ok_and(|u| ctx.live.borrow().is_route_url(&u)) {
         return Reply::error(
             req,
             400,
