@@ -25,6 +25,9 @@ async fn a_pomerium_config_runs_unchanged_over_tls_with_http2() {
 
     let seen = env.upstream.last().unwrap();
     assert_eq!(seen.path_and_query, "/tls");
+    let again = browser.get_html(&env.app_url("/tls")).await.unwrap();
+    assert_eq!(again.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains; preload");
+    assert_eq!(again.headers()["x-frame-options"], "SAMEORIGIN");
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     assert!(seen.header("x-portcullis-jwt-assertion").is_some());
 

@@ -140,7 +140,7 @@ pub async fn forward(
             }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            set_response_headers(&mut parts.headers, route);
+            set_response_headers(&mut parts.headers, route, origin.https);
             // A 101 we did not ask for cannot be relayed.
             if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
                 resp = Response::from_parts(parts, body);
@@ -245,13 +245,20 @@ fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &Grant
 }
 
 /// The route's response headers (Pomerium's security defaults included).
-pub fn set_response_headers(headers: &mut HeaderMap, route: &Route) {
+pub fn set_response_headers(headers: &mut HeaderMap, route: &Route, https: bool) {
+    // Pomerium's HSTS default, over TLS only (a browser ignores it on plain HTTP anyway).
+    if https && !route.set_response_headers.iter().any(|(n, _)| n == "strict-transport-security") {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
     for (name, value) in &route.set_response_headers {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             headers.insert(n, v);
         }
     }
 }
+
+/// Pomerium's default `Strict-Transport-Security`.
+const HSTS: &str = "max-age=31536000; includeSubDomains; preload";
 
 /// The header carrying the identity JWT.
 const JWT_ASSERTION: &str = "x-portcullis-jwt-assertion";

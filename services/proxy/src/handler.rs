@@ -280,13 +280,13 @@ impl Proxy {
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);
-                    forward::set_response_headers(response.headers_mut(), route);
+                    forward::set_response_headers(response.headers_mut(), route, facts.https);
                     response
                 }
                 RouteAction::Respond { status, body } => {
                     let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
                     let mut response = error::text(status, "text/plain; charset=utf-8", body.clone());
-                    forward::set_response_headers(response.headers_mut(), route);
+                    forward::set_response_headers(response.headers_mut(), route, facts.https);
                     response
                 }
             },
