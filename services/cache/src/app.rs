@@ -71,57 +71,20 @@ impl App {
         else {
             return Ok(());
         };
-        let mut endpoints = Vec::new();
-        let s = store.clone();
-        endpoints.push(
-            service
-                .endpoint(
-                    endpoint::SESSION_CREATE,
-                    move |q| handlers::create_session(s.clone(), q),
-                    shutdown.clone(),
-                )
-                .await?,
-        );
-        let s = store.clone();
-        endpoints.push(
-            service
-                .endpoint(
-                    endpoint::SESSION_GET,
-                    move |q| handlers::get_session(s.clone(), q),
-                    shutdown.clone(),
-                )
-                .await?,
-        );
-        let s = store.clone();
-        endpoints.push(
-            service
-                .endpoint(
-                    endpoint::SESSION_REVOKE,
-                    move |q| handlers::revoke_session(s.clone(), q),
-                    shutdown.clone(),
-                )
-                .await?,
-        );
-        let s = store.clone();
-        endpoints.push(
-            service
-                .endpoint(
-                    endpoint::SESSION_LIST,
-                    move |q| handlers::list_sessions(s.clone(), q),
-                    shutdown.clone(),
-                )
-                .await?,
-        );
-        let s = store.clone();
-        endpoints.push(
-            service
-                .endpoint(
-                    endpoint::SESSION_REVOKE_WHERE,
-                    move |q| handlers::revoke_where(s.clone(), q),
-                    shutdown.clone(),
-                )
-                .await?,
-        );
+        // One endpoint per request type, each handler given the store.
+        macro_rules! serve {
+            ($name:expr, $handler:path) => {{
+                let s = store.clone();
+                service.endpoint($name, move |q| $handler(s.clone(), q), shutdown.clone()).await?
+            }};
+        }
+        let endpoints = vec![
+            serve!(endpoint::SESSION_CREATE, handlers::create_session),
+            serve!(endpoint::SESSION_GET, handlers::get_session),
+            serve!(endpoint::SESSION_REVOKE, handlers::revoke_session),
+            serve!(endpoint::SESSION_LIST, handlers::list_sessions),
+            serve!(endpoint::SESSION_REVOKE_WHERE, handlers::revoke_where),
+        ];
         let lease =
             LeaseHolder::new(leases, lifecycle::JOB, lifecycle::lease_ttl(config.sessions.sweep_interval));
         let job =
