@@ -67,6 +67,18 @@ pub struct CheckRequest {
     /// An `OPTIONS` request carrying `Origin` and `Access-Control-Request-Method`.
     #[serde(default)]
     pub cors_preflight: bool,
+    /// The client certificate the TLS handshake verified, if any.
+    #[serde(default)]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A verified downstream client certificate, as policies see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientCertificate {
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub fingerprint: String,
+    /// SHA-256 of the SubjectPublicKeyInfo DER, base64 (as Pomerium's `spki_hash`).
+    pub spki_hash: String,
 }
 
 /// The decision of `authorize.check`. A deny is a decision, not an error.

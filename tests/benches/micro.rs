@@ -162,6 +162,7 @@ fn benches(c: &mut Criterion) {
         path: "/".into(),
         client_ip: "127.0.0.1".into(),
         cors_preflight: false,
+        client_certificate: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     c.bench_function("authorize check handler (replica hit, JWT reused)", |b| {

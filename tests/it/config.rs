@@ -155,3 +155,27 @@ async fn editing_the_config_file_changes_routing_and_policy_without_a_restart() 
     assert_eq!(env.browser().get_json(&fresh).await.unwrap().status(), 200, "still the last good routes");
     assert!(env.logs().starts_with(&started_log), "the same processes kept running");
 }
+
+#[tokio::test]
+async fn client_certificates_are_required_and_matched_by_policy() {
+    let env = TestEnv::start_with(Options { tls: true, mtls: true, ..Options::default() }).await;
+    let browser = env.browser();
+    assert_eq!(
+        browser.login(&env.app_url("/mtls"), "alice").await.final_response.status(),
+        200,
+        "{}",
+        env.logs()
+    );
+
+    // Without a client certificate: 495 (Pomerium's default with a client CA).
+    let bare = env.browser_without_certificate();
+    let r = bare.get_json(&env.app_url("/mtls")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 495);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["reasons"], serde_json::json!(["invalid-client-certificate"]));
+
+    // A route whose policy names the certificate's fingerprint: no sign-in needed.
+    let cert_route = format!("https://cert.localhost:{}/device", env.port);
+    assert_eq!(env.browser().get_json(&cert_route).await.unwrap().status(), 200);
+    assert_eq!(env.upstream.last().unwrap().path_and_query, "/device");
+}

@@ -36,17 +36,26 @@ impl LoginTrace {
 impl Browser {
     /// A browser resolving the test hosts to the proxy on `port`, trusting `root_pem` if given.
     pub fn new(port: u16, root_pem: Option<&[u8]>) -> Browser {
+        Browser::with_identity(port, root_pem, None)
+    }
+
+    /// A browser that also presents a client certificate (`identity`: certificate and key PEM).
+    pub fn with_identity(port: u16, root_pem: Option<&[u8]>, identity: Option<&[u8]>) -> Browser {
         let jar = Arc::new(Jar::default());
         let loopback: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut builder = Client::builder();
         if let Some(pem) = root_pem {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("certificate"));
         }
+        if let Some(pem) = identity {
+            builder = builder.identity(reqwest::Identity::from_pem(pem).expect("client identity"));
+        }
         let client = builder
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .resolve("app.localhost", loopback)
             .resolve("admin.localhost", loopback)
+            .resolve("cert.localhost", loopback)
             .resolve("api.localhost", loopback)
             .resolve("rewrite.localhost", loopback)
             .resolve("a.wild.localhost", loopback)

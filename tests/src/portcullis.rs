@@ -100,6 +100,8 @@ pub struct Options {
     pub backchannel_to_recorder: bool,
     /// The proxy's decision cache (on by default, as in production).
     pub decision_cache: bool,
+    /// With `tls`: ask for client certificates signed by a private CA (`client_ca_file`).
+    pub mtls: bool,
 }
 
 impl Default for Options {
@@ -118,6 +120,7 @@ impl Default for Options {
             proxies: 1,
             backchannel_to_recorder: false,
             decision_cache: true,
+            mtls: false,
         }
     }
 }
@@ -138,6 +141,8 @@ pub struct TestEnv {
     pub options: Options,
     /// PEM of the self-signed certificate when `options.tls`.
     pub certificate: Option<Vec<u8>>,
+    /// With `options.mtls`: a client certificate and key (PEM) the configured CA signed.
+    pub client_identity: Option<Vec<u8>>,
     pub processes: Vec<(String, Portcullis)>,
     /// Ports of the extra proxies (`options.proxies - 1` of them).
     pub extra_proxy_ports: Vec<u16>,
@@ -177,9 +182,26 @@ impl TestEnv {
         let (nats, idp) =
             tokio::join!(NatsServer::start_with(options.nats_users), Idp::start_with(idp_options));
         let config_path = dir.path().join("config.yaml");
+        let mut client_identity = None;
         let (yaml, certificate) = if options.tls {
             let pem = self_signed_certificate(dir.path());
-            (pomerium_style_yaml(port, &nats.url, &idp.issuer, &upstream.url(), dir.path()), Some(pem))
+            let mtls = options.mtls.then(|| {
+                let (identity, fingerprint) = client_certificate(dir.path());
+                client_identity = Some(identity);
+                fingerprint
+            });
+            let mut yaml = pomerium_style_yaml(port, &nats.url, &idp.issuer, &upstream.url(), dir.path());
+            if let Some(fingerprint) = mtls {
+                yaml = yaml.replace(
+                    "routes:\n",
+                    &format!(
+                        "client_ca_file: {}\nroutes:\n  - from: https://cert.localhost\n    to: {}\n    policy:\n      - allow:\n          or:\n            - client_certificate:\n                fingerprint: \"{fingerprint}\"\n",
+                        dir.path().join("client-ca.pem").display(),
+                        upstream.url()
+                    ),
+                );
+            }
+            (yaml, Some(pem))
         } else {
             (
                 config_yaml(
@@ -208,6 +230,7 @@ impl TestEnv {
             config_path,
             options,
             certificate,
+            client_identity,
             processes: Vec::new(),
             extra_proxy_ports: Vec::new(),
             users_file,
@@ -341,6 +364,11 @@ impl TestEnv {
 
     /// A new browser (empty cookie jar), trusting the test certificate.
     pub fn browser(&self) -> Browser {
+        Browser::with_identity(self.port, self.certificate.as_deref(), self.client_identity.as_deref())
+    }
+
+    /// A browser without a client certificate (for mTLS tests).
+    pub fn browser_without_certificate(&self) -> Browser {
         Browser::new(self.port, self.certificate.as_deref())
     }
 
@@ -545,7 +573,7 @@ fn self_signed_certificate(dir: &std::path::Path) -> Vec<u8> {
             "1",
         ])
         .args(["-subj", "/CN=portcullis test"])
-        .args(["-addext", "subjectAltName=DNS:app.localhost,DNS:admin.localhost,DNS:authenticate.localhost"])
+        .args(["-addext", "subjectAltName=DNS:app.localhost,DNS:admin.localhost,DNS:authenticate.localhost,DNS:cert.localhost"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
@@ -658,4 +686,64 @@ fn private_ca_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
         std::fs::read(dir.join("upstream.pem")).expect("cert"),
         std::fs::read(dir.join("upstream.key")).expect("key"),
     )
+}
+
+/// A client CA (`client-ca.pem` in `dir`) and a client certificate it signed: (certificate and
+/// key PEM, SHA-256 fingerprint as `AA:BB:...`).
+fn client_certificate(dir: &std::path::Path) -> (Vec<u8>, String) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=portcullis client CA",
+            "-keyout",
+            "client-ca.key",
+            "-out",
+            "client-ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-subj", "/CN=alice-laptop", "-keyout", "client.key", "-out", "client.csr"]]
+        .concat());
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "client-ca.pem",
+        "-CAkey",
+        "client-ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "client.pem",
+        "-extfile",
+        "client.ext",
+    ]);
+    let fingerprint = run(&["x509", "-in", "client.pem", "-noout", "-fingerprint", "-sha256"]);
+    let fingerprint = fingerprint.trim().rsplit('=').next().unwrap_or_default().to_owned();
+    let mut identity = std::fs::read(dir.join("client.pem")).expect("client cert");
+    identity.extend(std::fs::read(dir.join("client.key")).expect("client key"));
+    (identity, fingerprint)
 }

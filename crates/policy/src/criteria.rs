@@ -47,6 +47,13 @@ pub enum Criterion {
     Date(DateWindow),
     DayOfWeek(Days),
     TimeOfDay(TimeWindow),
+    /// The client certificate's fingerprint or SPKI hash is one of these.
+    ClientCertificate {
+        fingerprints: Vec<String>,
+        spki_hashes: Vec<String>,
+    },
+    /// The client presented no (valid) certificate; its value is ignored.
+    InvalidClientCertificate,
 }
 
 /// A matcher over a list of strings (claims are lists; a scalar claim is a one-item list).
@@ -78,6 +85,8 @@ impl Criterion {
             "date" => Criterion::Date(DateWindow::parse(value)?),
             "day_of_week" => Criterion::DayOfWeek(Days::parse(value)?),
             "time_of_day" => Criterion::TimeOfDay(TimeWindow::parse(value)?),
+            "client_certificate" => client_certificate(value)?,
+            "invalid_client_certificate" => Criterion::InvalidClientCertificate,
             _ => match name.strip_prefix("claim/") {
                 Some(path) => parse_claim(path, value)?,
                 None => return Err(PolicyError::new(unknown_criterion(name))),
@@ -96,6 +105,8 @@ impl Criterion {
                 | Criterion::Date(_)
                 | Criterion::DayOfWeek(_)
                 | Criterion::TimeOfDay(_)
+                | Criterion::ClientCertificate { .. }
+                | Criterion::InvalidClientCertificate
         )
     }
 
@@ -128,6 +139,20 @@ impl Criterion {
             (Criterion::TimeOfDay(w), _) => {
                 return verdict(w.matches(r.now_unix), Reason::TimeOfDayOk, Reason::TimeOfDayUnauthorized);
             }
+            (Criterion::ClientCertificate { fingerprints, spki_hashes }, _) => {
+                let ok = r.client_certificate.is_some_and(|c| {
+                    fingerprints.iter().any(|f| f.eq_ignore_ascii_case(c.fingerprint))
+                        || spki_hashes.iter().any(|s| s == c.spki_hash)
+                });
+                return verdict(ok, Reason::ClientCertificateOk, Reason::ClientCertificateUnauthorized);
+            }
+            (Criterion::InvalidClientCertificate, _) => {
+                let invalid = r.client_certificate.is_none();
+                return (
+                    invalid,
+                    if invalid { Reason::InvalidClientCertificate } else { Reason::ValidClientCertificate },
+                );
+            }
             (_, None) => return (false, Reason::UserUnauthenticated),
             (_, Some(user)) => user,
         };
@@ -143,7 +168,9 @@ impl Criterion {
             | Criterion::CorsPreflight
             | Criterion::Date(_)
             | Criterion::DayOfWeek(_)
-            | Criterion::TimeOfDay(_) => unreachable_constant(),
+            | Criterion::TimeOfDay(_)
+            | Criterion::ClientCertificate { .. }
+            | Criterion::InvalidClientCertificate => unreachable_constant(),
             Criterion::AuthenticatedUser => {
                 (!user.user_id.is_empty(), Reason::UserOk, Reason::UserUnauthorized)
             }
@@ -221,6 +248,36 @@ fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
     Ok(Criterion::Claim { name: path.to_owned(), path: nested, matcher })
 }
 
+/// `client_certificate: {fingerprint: .., spki_hash: ..}` (each a string or a list).
+fn client_certificate(value: &Value) -> Result<Criterion, PolicyError> {
+    let bad = |why: String| PolicyError::new(format!("client_certificate: {why}"));
+    let Value::Object(map) = value else {
+        return Err(bad("expected a map of fingerprint and/or spki_hash".into()));
+    };
+    let list = |v: &Value| -> Result<Vec<String>, PolicyError> {
+        match v {
+            Value::Array(items) => {
+                items.iter().map(|i| scalar(i).ok_or_else(|| bad("expected strings".into()))).collect()
+            }
+            other => Ok(vec![scalar(other).ok_or_else(|| bad("expected a string".into()))?]),
+        }
+    };
+    let (mut fingerprints, mut spki_hashes) = (Vec::new(), Vec::new());
+    for (k, v) in map {
+        match k.as_str() {
+            "fingerprint" => {
+                fingerprints = list(v)?.into_iter().map(|f| f.replace(':', "").to_ascii_lowercase()).collect()
+            }
+            "spki_hash" => spki_hashes = list(v)?,
+            other => return Err(bad(format!("`{other}` is not supported (use fingerprint or spki_hash)"))),
+        }
+    }
+    if fingerprints.is_empty() && spki_hashes.is_empty() {
+        return Err(bad("give fingerprint and/or spki_hash".into()));
+    }
+    Ok(Criterion::ClientCertificate { fingerprints, spki_hashes })
+}
+
 /// List matchers: a bare scalar means `has`; or a map of `has`, `is`, `exclude` (all must
 /// hold).
 fn list_matcher(name: &str, value: &Value) -> Result<Vec<ListMatcher>, PolicyError> {
@@ -259,7 +316,7 @@ fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Op
 
 fn unknown_criterion(name: &str) -> String {
     match name {
-        "device" | "record" | "client_certificate" | "invalid_client_certificate" | "pomerium_routes" => {
+        "device" | "record" | "pomerium_routes" => {
             format!("criterion `{name}` is not supported yet")
         }
         _ => format!("unknown criterion `{name}`"),

@@ -58,6 +58,17 @@ pub struct RequestFacts<'a> {
     pub now_unix: i64,
     /// An `OPTIONS` request with `Origin` and `Access-Control-Request-Method`.
     pub cors_preflight: bool,
+    /// The verified client certificate, if the client presented one.
+    pub client_certificate: Option<ClientCertFacts<'a>>,
+}
+
+/// What policies may read of a verified client certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertFacts<'a> {
+    /// SHA-256 of the DER, lower-case hex.
+    pub fingerprint: &'a str,
+    /// SHA-256 of the SubjectPublicKeyInfo, base64.
+    pub spki_hash: &'a str,
 }
 
 /// What a rule does when its condition holds.
@@ -141,10 +152,14 @@ pub enum Reason {
     DayOfWeekUnauthorized,
     TimeOfDayOk,
     TimeOfDayUnauthorized,
+    ClientCertificateOk,
+    ClientCertificateUnauthorized,
+    ValidClientCertificate,
+    InvalidClientCertificate,
 }
 
 impl Reason {
-    const ALL: [Reason; 27] = [
+    const ALL: [Reason; 31] = [
         Reason::Accept,
         Reason::Reject,
         Reason::UserUnauthenticated,
@@ -172,6 +187,10 @@ impl Reason {
         Reason::DayOfWeekUnauthorized,
         Reason::TimeOfDayOk,
         Reason::TimeOfDayUnauthorized,
+        Reason::ClientCertificateOk,
+        Reason::ClientCertificateUnauthorized,
+        Reason::ValidClientCertificate,
+        Reason::InvalidClientCertificate,
     ];
 
     /// Pomerium's reason string.
@@ -204,6 +223,10 @@ impl Reason {
             Reason::DayOfWeekUnauthorized => "day-of-week-unauthorized",
             Reason::TimeOfDayOk => "time-of-day-ok",
             Reason::TimeOfDayUnauthorized => "time-of-day-unauthorized",
+            Reason::ClientCertificateOk => "client-certificate-ok",
+            Reason::ClientCertificateUnauthorized => "client-certificate-unauthorized",
+            Reason::ValidClientCertificate => "valid-client-certificate",
+            Reason::InvalidClientCertificate => "invalid-client-certificate",
         }
     }
 }

@@ -148,3 +148,25 @@ fn bad_documents_name_the_problem() {
         assert!(err.contains(needle), "{doc}: {err}");
     }
 }
+
+#[test]
+fn client_certificates_match_by_fingerprint_or_spki_and_absence_is_invalid() {
+    let p = policy(json!([
+        {"allow": {"and": [{"client_certificate": {"fingerprint": "AB:CD:EF", "spki_hash": "c3BraQ=="}}]}},
+        {"deny": {"or": [{"invalid_client_certificate": true}]}},
+    ]));
+    let decide = |cert: Option<ClientCertFacts<'_>>| {
+        p.decide(&Input {
+            user: None,
+            request: RequestFacts { client_certificate: cert, ..RequestFacts::default() },
+        })
+    };
+    let by_fp = ClientCertFacts { fingerprint: "abcdef", spki_hash: "other" };
+    let by_spki = ClientCertFacts { fingerprint: "0000", spki_hash: "c3BraQ==" };
+    let neither = ClientCertFacts { fingerprint: "0000", spki_hash: "other" };
+    assert!(is_allow(decide(Some(by_fp))));
+    assert!(is_allow(decide(Some(by_spki))));
+    assert!(matches!(decide(Some(neither)), Decision::Deny { .. }));
+    assert_eq!(decide(None), Decision::Deny { reasons: Reasons::of(Reason::InvalidClientCertificate) });
+    assert!(p.reads_request(), "decisions depend on the certificate");
+}

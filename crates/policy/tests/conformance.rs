@@ -246,6 +246,7 @@ impl In {
                 client_ip,
                 now_unix: self.now,
                 cors_preflight: self.cors,
+                client_certificate: None,
             },
         })
     }
@@ -885,8 +886,7 @@ fn err(name: &'static str, cite: &'static str, policy: Value, needles: &'static 
     ErrorCase { name, cite, policy, needles }
 }
 
-const UNSUPPORTED: &str =
-    "device/record/client_certificate need state Portcullis lacks: refused, naming the criterion";
+const UNSUPPORTED: &str = "device and record need state Portcullis lacks: refused, naming the criterion";
 const UNKNOWN: &str = "generator/conditionals.go: `unknown policy criterion`";
 const GRAMMAR: &str = "pkg/policy/parser/grammar.go";
 const MALFORMED: &str = "criteria/matchers.go: unknown matcher operators are errors";
@@ -896,8 +896,6 @@ fn error_cases() -> Vec<ErrorCase> {
     vec![
         err("device unsupported", UNSUPPORTED, only(json!({"device": {"is": "x"}})), &["device", "not supported"]),
         err("record unsupported", UNSUPPORTED, only(json!({"record": {"type": "t"}})), &["record", "not supported"]),
-        err("client_certificate unsupported", UNSUPPORTED, only(json!({"client_certificate": {"fingerprint": "ab"}})), &["client_certificate", "not supported"]),
-        err("invalid_client_certificate unsupported", UNSUPPORTED, only(json!({"invalid_client_certificate": true})), &["invalid_client_certificate"]),
         err("unknown criterion", UNKNOWN, only(json!({"frobnicate": 1})), &["unknown criterion `frobnicate`"]),
         err("unknown criterion nested", UNKNOWN, any_of(json!([{"and": [{"frob": 1}]}])), &["frob"]),
         err("unknown criterion in second rule", UNKNOWN, json!([{"allow": {"or": [{"accept": 1}]}}, {"allow": {"or": [{"bogus": 1}]}}]), &["[1]", "bogus"]),

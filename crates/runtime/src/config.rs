@@ -48,6 +48,7 @@ const KNOWN_KEYS: &[&str] = &[
     "insecure_server",
     "certificate_file",
     "certificate_key_file",
+    "client_ca_file",
     "authenticate_service_url",
     "idp_provider",
     "idp_provider_url",
@@ -192,6 +193,8 @@ pub struct RawConfig {
     pub insecure_server: Option<bool>,
     pub certificate_file: Option<PathBuf>,
     pub certificate_key_file: Option<PathBuf>,
+    /// Pomerium's `client_ca_file`: CAs for downstream client certificates (mTLS).
+    pub client_ca_file: Option<PathBuf>,
     pub authenticate_service_url: Option<String>,
     pub idp_provider: Option<String>,
     pub idp_provider_url: Option<String>,
@@ -380,6 +383,9 @@ pub struct ServerConfig {
     pub address: SocketAddr,
     /// `None` with `insecure_server: true`.
     pub tls: Option<TlsFiles>,
+    /// PEM of the CAs that sign client certificates; with it every request must present
+    /// a certificate they signed (else 495), and `client_certificate` criteria can match it.
+    pub client_ca_pem: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -885,7 +891,24 @@ impl RawConfig {
                 None
             }
         };
-        Some(ServerConfig { address: address?, tls })
+        let client_ca_pem = match &self.client_ca_file {
+            None => None,
+            Some(path) if tls.is_none() => {
+                p.add(
+                    "client_ca_file",
+                    format!(
+                        "needs TLS (certificate_file) to ask for client certificates: {}",
+                        path.display()
+                    ),
+                );
+                None
+            }
+            Some(path) => p.check(
+                "client_ca_file",
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+            ),
+        };
+        Some(ServerConfig { address: address?, tls, client_ca_pem })
     }
 
     fn authenticate_url(&self, p: &mut Problems) -> Option<Url> {

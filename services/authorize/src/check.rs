@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use portcullis_policy::{Decision, Input, RequestFacts, UserFacts};
+use portcullis_policy::{ClientCertFacts, Decision, Input, RequestFacts, UserFacts};
 use portcullis_runtime::bucket::Bucket;
 use portcullis_runtime::{buckets, now_unix};
 use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Session};
@@ -63,12 +63,24 @@ impl Checker {
         };
         let user =
             session.as_ref().map(|s| UserFacts { user_id: &s.identity.user_id, email, claims, groups });
+        // Pomerium's default with a client CA: no verified certificate, no entry (495).
+        if live.server.client_ca_pem.is_some() && req.client_certificate.is_none() {
+            return Ok(CheckReply::Deny {
+                status: 495,
+                reasons: vec!["invalid-client-certificate".into()],
+                cache_for_ms: 0,
+            });
+        }
         let request = RequestFacts {
             method: &req.method,
             path: &req.path,
             client_ip: req.client_ip.parse().ok(),
             now_unix: now,
             cors_preflight: req.cors_preflight,
+            client_certificate: req
+                .client_certificate
+                .as_ref()
+                .map(|c| ClientCertFacts { fingerprint: &c.fingerprint, spki_hash: &c.spki_hash }),
         };
         let decision = route.policy.decide(&Input { user, request });
         debug!(route = route.index, host = %req.host, ?decision, "checked");
@@ -77,7 +89,7 @@ impl Checker {
         // proxy that missed a revocation event still catches up soon).
         let session_left = session.as_ref().map_or(i64::MAX, |s| s.expires_at - now);
         // A policy that reads the request (method, path, address, time) decides per request.
-        let reusable = !route.policy.reads_request();
+        let reusable = !route.policy.reads_request() && live.server.client_ca_pem.is_none();
         let cache_for = |jwt_left: i64| -> u64 {
             if !reusable {
                 return 0;

@@ -70,8 +70,14 @@ pub fn run(config: Arc<Config>, method: &str, url: &str, who: Who) -> anyhow::Re
         None => None,
     };
     let method = method.to_ascii_uppercase();
-    let request =
-        RequestFacts { method: &method, path: &path, client_ip, now_unix: now_unix(), cors_preflight: false };
+    let request = RequestFacts {
+        method: &method,
+        path: &path,
+        client_ip,
+        now_unix: now_unix(),
+        cors_preflight: false,
+        client_certificate: None,
+    };
     let (decision, reasons) = match route.policy.decide(&Input { user, request }) {
         Decision::Allow { reasons } => ("allow (forwarded to the upstream)", reasons),
         Decision::Deny { reasons } => ("deny (403)", reasons),

@@ -46,7 +46,12 @@ pub struct App {
 impl App {
     /// Load TLS, bind the listening sockets, connect to NATS (in the background).
     pub async fn build(config: Arc<Config>, live: LiveConfig) -> Result<App, BuildError> {
-        let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(|files| server::tls_acceptor(files, config.server.client_ca_pem.as_deref()))
+            .transpose()?;
         let address = config.server.address;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
         let mut sockets = Vec::with_capacity(threads);

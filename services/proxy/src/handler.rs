@@ -56,6 +56,8 @@ pub struct RequestFacts<'a> {
     /// Host as the client sent it (with port).
     pub host_header: &'a str,
     pub html: bool,
+    /// The client certificate the TLS handshake verified.
+    pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
 }
 
 impl Proxy {
@@ -91,7 +93,13 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, https: bool) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+        client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
+    ) -> Response<Body> {
         let html = error::wants_html(req.headers());
         let host_header = match req
             .uri()
@@ -113,7 +121,8 @@ impl Proxy {
             Ok(p) => p.into_owned(),
             Err(e) => return error::bad_request(&e.to_string(), html),
         };
-        let facts = RequestFacts { peer, https, host: &host, host_header: &host_header, html };
+        let facts =
+            RequestFacts { peer, https, host: &host, host_header: &host_header, html, client_certificate };
         if path == paths::PING {
             return error::text(StatusCode::OK, "text/plain", "OK\n".into());
         }
@@ -250,6 +259,7 @@ impl Proxy {
                         cors_preflight: req.method() == Method::OPTIONS
                             && req.headers().contains_key(http::header::ORIGIN)
                             && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
+                        client_certificate: facts.client_certificate.as_deref().cloned(),
                     };
                     let answer: Result<CheckReply, BusError> =
                         self.bus.request(self.bus.contract().authorize_check(), &check).await;

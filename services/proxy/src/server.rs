@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use portcullis_schemas::messages::ClientCertificate;
+
 use crate::handler::Proxy;
 
 /// Most request headers accepted (more: 431).
@@ -33,10 +35,12 @@ pub enum TlsError {
     Key(String, String),
     #[error("certificate and key do not form a valid pair: {0}")]
     Pair(String),
+    #[error("client_ca_file: {0}")]
+    ClientCa(String),
 }
 
 /// Build the rustls acceptor from the configured files.
-pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+pub fn tls_acceptor(files: &TlsFiles, client_ca_pem: Option<&str>) -> Result<TlsAcceptor, TlsError> {
     let cert_path = files.certificate_file.display().to_string();
     let key_path = files.certificate_key_file.display().to_string();
     let cert_pem = std::fs::read(&files.certificate_file)
@@ -53,14 +57,73 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         .map_err(|e| TlsError::Key(key_path.clone(), e.to_string()))?
         .ok_or_else(|| TlsError::Key(key_path, "no private key in PEM".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Pair(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .map_err(|e| TlsError::Pair(e.to_string()))?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            // Certificates are asked for, not required, so that a missing one gets a clear
+            // 495 page; one that does not verify fails the handshake.
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                let cert = cert.map_err(|e| TlsError::ClientCa(e.to_string()))?;
+                roots.add(cert).map_err(|e| TlsError::ClientCa(e.to_string()))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Pair(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The per-connection request handler.
+fn service(
+    proxy: Arc<Proxy>,
+    peer: std::net::SocketAddr,
+    https: bool,
+    cert: Option<Arc<ClientCertificate>>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::Body>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<http::Response<crate::Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let proxy = proxy.clone();
+        let cert = cert.clone();
+        async move {
+            // Each request gets an id: on error pages, in JSON errors, to the upstream and
+            // back to the client.
+            let id = portcullis_runtime::crypto::random_token(9);
+            let response = portcullis_runtime::pages::REQUEST_ID
+                .scope(id.clone(), proxy.handle(req, peer, https, cert))
+                .await;
+            Ok::<_, Infallible>(with_request_id(response, &id))
+        }
+    })
+}
+
+/// What policies see of a verified client certificate: SHA-256 of the DER (hex) and of the
+/// SubjectPublicKeyInfo (base64).
+fn client_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<ClientCertificate> {
+    use base64::Engine;
+    let fingerprint: String = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cert = webpki::EndEntityCert::try_from(der).ok()?;
+    let spki = cert.subject_public_key_info();
+    let spki_hash = base64::engine::general_purpose::STANDARD
+        .encode(ring::digest::digest(&ring::digest::SHA256, spki.as_ref()));
+    Some(ClientCertificate { fingerprint, spki_hash })
 }
 
 fn with_request_id(mut response: http::Response<crate::Body>, id: &str) -> http::Response<crate::Body> {
@@ -91,21 +154,9 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
-        let https = tls.is_some();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move {
-                // Each request gets an id: on error pages, in JSON errors, to the upstream and
-                // back to the client, so one request can be found in every log.
-                let id = portcullis_runtime::crypto::random_token(9);
-                let response = portcullis_runtime::pages::REQUEST_ID
-                    .scope(id.clone(), proxy.handle(req, peer, https))
-                    .await;
-                Ok::<_, Infallible>(with_request_id(response, &id))
-            }
-        });
         match &tls {
             None => {
+                let service = service(proxy, peer, false, None);
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -125,6 +176,13 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
                             Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
                             Err(_) => return debug!(%peer, "TLS handshake timed out"),
                         };
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(client_certificate);
+                    let service = service(proxy, peer, true, cert.map(Arc::new));
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                     if let Err(error) = watcher.watch(conn).await {
