@@ -177,5 +177,8 @@ async fn client_certificates_are_required_and_matched_by_policy() {
     // A route whose policy names the certificate's fingerprint: no sign-in needed.
     let cert_route = format!("https://cert.localhost:{}/device", env.port);
     assert_eq!(env.browser().get_json(&cert_route).await.unwrap().status(), 200);
-    assert_eq!(env.upstream.last().unwrap().path_and_query, "/device");
+    let seen = env.upstream.last().unwrap();
+    assert_eq!(seen.path_and_query, "/device");
+    let fingerprint = seen.header("x-client-cert").unwrap_or_default();
+    assert_eq!(fingerprint.len(), 64, "${{pomerium.client_cert_fingerprint}} filled: {fingerprint:?}");
 }

@@ -195,7 +195,7 @@ impl TestEnv {
                 yaml = yaml.replace(
                     "routes:\n",
                     &format!(
-                        "client_ca_file: {}\nroutes:\n  - from: https://cert.localhost\n    to: {}\n    policy:\n      - allow:\n          or:\n            - client_certificate:\n                fingerprint: \"{fingerprint}\"\n",
+                        "client_ca_file: {}\nroutes:\n  - from: https://cert.localhost\n    to: {}\n    set_request_headers:\n      X-Client-Cert: \"${{pomerium.client_cert_fingerprint}}\"\n    policy:\n      - allow:\n          or:\n            - client_certificate:\n                fingerprint: \"{fingerprint}\"\n",
                         dir.path().join("client-ca.pem").display(),
                         upstream.url()
                     ),

@@ -1404,7 +1404,7 @@ fn header_pairs(p: &mut Problems, field: &str, raw: &BTreeMap<String, String>) -
         while let Some(start) = rest.find("${") {
             let Some(end) = rest[start..].find('}') else { break };
             let var = &rest[start + 2..start + end];
-            let known = ["jwt", "id_token", "access_token"]
+            let known = ["jwt", "id_token", "access_token", "client_cert_fingerprint"]
                 .iter()
                 .any(|v| var == format!("pomerium.{v}") || var == format!("portcullis.{v}"));
             if !known {

@@ -232,7 +232,11 @@ fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &Grant
                 v = v
                     .replace(&format!("${{{prefix}.jwt}}"), jwt.unwrap_or(""))
                     .replace(&format!("${{{prefix}.id_token}}"), token("id_token"))
-                    .replace(&format!("${{{prefix}.access_token}}"), token("access_token"));
+                    .replace(&format!("${{{prefix}.access_token}}"), token("access_token"))
+                    .replace(
+                        &format!("${{{prefix}.client_cert_fingerprint}}"),
+                        token("client_cert_fingerprint"),
+                    );
             }
             v
         } else {

@@ -284,7 +284,10 @@ impl Proxy {
                     let Some(client) = self.client_for(route) else {
                         return error::bad_gateway(facts.html);
                     };
-                    let templates = self.open_templates(sealed_templates, &route.id);
+                    let mut templates = self.open_templates(sealed_templates, &route.id);
+                    if let Some(cert) = &facts.client_certificate {
+                        templates.push(("client_cert_fingerprint".into(), cert.fingerprint.clone()));
+                    }
                     let granted = forward::Granted { headers, templates: &templates };
                     forward::forward(&client, route, upstream, req, path, &origin, &granted, facts.html).await
                 }

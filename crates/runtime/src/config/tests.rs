@@ -128,9 +128,9 @@ fn keys_that_would_widen_a_route_if_ignored_are_errors() {
     doc["routes"][0]["regex"] = json!("(unclosed");
     assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].regex:")));
     let mut doc = base();
-    doc["routes"][0]["set_request_headers"] = json!({"X-Cert": "${pomerium.client_cert_fingerprint}"});
+    doc["routes"][0]["set_request_headers"] = json!({"X-Cert": "${pomerium.client_cert_subject}"});
     assert!(
-        errors_for(doc).iter().any(|e| e.contains("pomerium.client_cert_fingerprint")),
+        errors_for(doc).iter().any(|e| e.contains("pomerium.client_cert_subject")),
         "unsupported templates fail"
     );
 }
