@@ -79,6 +79,15 @@ pub struct ClientCertificate {
     pub fingerprint: String,
     /// SHA-256 of the SubjectPublicKeyInfo DER, base64 (as Pomerium's `spki_hash`).
     pub spki_hash: String,
+    /// Subject alternative names of kind rfc822Name (email addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub san_email: Vec<String>,
+    /// Subject alternative names of kind dNSName.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub san_dns: Vec<String>,
+    /// Subject alternative names of kind uniformResourceIdentifier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub san_uri: Vec<String>,
 }
 
 /// The decision of `authorize.check`. A deny is a decision, not an error.

@@ -181,4 +181,16 @@ async fn client_certificates_are_required_and_matched_by_policy() {
     assert_eq!(seen.path_and_query, "/device");
     let fingerprint = seen.header("x-client-cert").unwrap_or_default();
     assert_eq!(fingerprint.len(), 64, "${{pomerium.client_cert_fingerprint}} filled: {fingerprint:?}");
+
+    // Subject alternative names (email, DNS, URI), read from a real openssl certificate.
+    let san_route = format!("https://cert.localhost:{}/san/device", env.port);
+    assert_eq!(env.browser().get_json(&san_route).await.unwrap().status(), 200, "{}", env.logs());
+    let bob_route = format!("https://cert.localhost:{}/bob/device", env.port);
+    let r = env.browser().get_json(&bob_route).await.unwrap();
+    assert_ne!(r.status(), 200, "alice's certificate does not carry bob's email");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["reasons"].as_array().is_some_and(|r| r.contains(&"client-certificate-unauthorized".into())),
+        "{body}"
+    );
 }

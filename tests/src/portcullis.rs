@@ -195,9 +195,9 @@ impl TestEnv {
                 yaml = yaml.replace(
                     "routes:\n",
                     &format!(
-                        "client_ca_file: {}\nroutes:\n  - from: https://cert.localhost\n    to: {}\n    set_request_headers:\n      X-Client-Cert: \"${{pomerium.client_cert_fingerprint}}\"\n    policy:\n      - allow:\n          or:\n            - client_certificate:\n                fingerprint: \"{fingerprint}\"\n",
+                        "client_ca_file: {}\nroutes:\n  - from: https://cert.localhost\n    prefix: /san\n    to: {upstream}\n    policy:\n      - allow:\n          and:\n            - client_certificate:\n                san_email: {{ends_with: \"@example.com\"}}\n                san_dns: alice-laptop.corp.example\n                san_uri: {{starts_with: \"spiffe://example.com/\"}}\n  - from: https://cert.localhost\n    prefix: /bob\n    to: {upstream}\n    policy:\n      - allow:\n          and:\n            - client_certificate:\n                san_email: bob@example.com\n  - from: https://cert.localhost\n    to: {upstream}\n    set_request_headers:\n      X-Client-Cert: \"${{pomerium.client_cert_fingerprint}}\"\n    policy:\n      - allow:\n          or:\n            - client_certificate:\n                fingerprint: \"{fingerprint}\"\n",
                         dir.path().join("client-ca.pem").display(),
-                        upstream.url()
+                        upstream = upstream.url()
                     ),
                 );
             }
@@ -721,7 +721,8 @@ fn client_certificate(dir: &std::path::Path) -> (Vec<u8>, String) {
         .concat());
     std::fs::write(
         dir.join("client.ext"),
-        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n\
+         subjectAltName=email:alice@example.com,DNS:alice-laptop.corp.example,URI:spiffe://example.com/alice\n",
     )
     .expect("ext");
     run(&[

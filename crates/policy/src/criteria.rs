@@ -47,11 +47,8 @@ pub enum Criterion {
     Date(DateWindow),
     DayOfWeek(Days),
     TimeOfDay(TimeWindow),
-    /// The client certificate's fingerprint or SPKI hash is one of these.
-    ClientCertificate {
-        fingerprints: Vec<String>,
-        spki_hashes: Vec<String>,
-    },
+    /// Conditions on the verified client certificate; every one given must hold.
+    ClientCertificate(Box<CertMatcher>),
     /// The client presented no (valid) certificate; its value is ignored.
     InvalidClientCertificate,
 }
@@ -105,7 +102,7 @@ impl Criterion {
                 | Criterion::Date(_)
                 | Criterion::DayOfWeek(_)
                 | Criterion::TimeOfDay(_)
-                | Criterion::ClientCertificate { .. }
+                | Criterion::ClientCertificate(_)
                 | Criterion::InvalidClientCertificate
         )
     }
@@ -139,11 +136,8 @@ impl Criterion {
             (Criterion::TimeOfDay(w), _) => {
                 return verdict(w.matches(r.now_unix), Reason::TimeOfDayOk, Reason::TimeOfDayUnauthorized);
             }
-            (Criterion::ClientCertificate { fingerprints, spki_hashes }, _) => {
-                let ok = r.client_certificate.is_some_and(|c| {
-                    fingerprints.iter().any(|f| f.eq_ignore_ascii_case(c.fingerprint))
-                        || spki_hashes.iter().any(|s| s == c.spki_hash)
-                });
+            (Criterion::ClientCertificate(m), _) => {
+                let ok = r.client_certificate.is_some_and(|c| m.matches(&c));
                 return verdict(ok, Reason::ClientCertificateOk, Reason::ClientCertificateUnauthorized);
             }
             (Criterion::InvalidClientCertificate, _) => {
@@ -169,7 +163,7 @@ impl Criterion {
             | Criterion::Date(_)
             | Criterion::DayOfWeek(_)
             | Criterion::TimeOfDay(_)
-            | Criterion::ClientCertificate { .. }
+            | Criterion::ClientCertificate(_)
             | Criterion::InvalidClientCertificate => unreachable_constant(),
             Criterion::AuthenticatedUser => {
                 (!user.user_id.is_empty(), Reason::UserOk, Reason::UserUnauthorized)
@@ -248,34 +242,117 @@ fn parse_claim(path: &str, value: &Value) -> Result<Criterion, PolicyError> {
     Ok(Criterion::Claim { name: path.to_owned(), path: nested, matcher })
 }
 
-/// `client_certificate: {fingerprint: .., spki_hash: ..}` (each a string or a list).
+/// The conditions of a `client_certificate` criterion (Pomerium's): each one present must
+/// hold. A SAN matcher holds when some name of that kind in the certificate matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertMatcher {
+    /// SHA-256 of the DER, lower-case hex without colons.
+    fingerprints: Option<Vec<String>>,
+    /// SHA-256 of the SubjectPublicKeyInfo, standard base64.
+    spki_hashes: Option<Vec<String>>,
+    san_email: Option<StringMatcher>,
+    san_dns: Option<StringMatcher>,
+    san_uri: Option<StringMatcher>,
+}
+
+impl CertMatcher {
+    fn matches(&self, c: &crate::ClientCertFacts<'_>) -> bool {
+        let any = |m: &Option<StringMatcher>, names: &[String]| {
+            m.as_ref().is_none_or(|m| names.iter().any(|n| m.matches(n)))
+        };
+        self.fingerprints.as_ref().is_none_or(|f| f.iter().any(|f| f == c.fingerprint))
+            && self.spki_hashes.as_ref().is_none_or(|s| s.iter().any(|s| s == c.spki_hash))
+            && any(&self.san_email, c.san_email)
+            && any(&self.san_dns, c.san_dns)
+            && any(&self.san_uri, c.san_uri)
+    }
+}
+
+/// `client_certificate: {fingerprint, spki_hash, san_email, san_dns, san_uri}`: fingerprints
+/// and SPKI hashes are a string or a list; SAN conditions are string matchers.
 fn client_certificate(value: &Value) -> Result<Criterion, PolicyError> {
     let bad = |why: String| PolicyError::new(format!("client_certificate: {why}"));
     let Value::Object(map) = value else {
-        return Err(bad("expected a map of fingerprint and/or spki_hash".into()));
+        return Err(bad(format!("expected a map of conditions, got {}", kind(value))));
     };
-    let list = |v: &Value| -> Result<Vec<String>, PolicyError> {
-        match v {
-            Value::Array(items) => {
-                items.iter().map(|i| scalar(i).ok_or_else(|| bad("expected strings".into()))).collect()
-            }
-            other => Ok(vec![scalar(other).ok_or_else(|| bad("expected a string".into()))?]),
+    if map.is_empty() {
+        return Err(bad("give at least one of fingerprint, spki_hash, san_email, san_dns, san_uri".into()));
+    }
+    let list = |key: &str, v: &Value| -> Result<Vec<String>, PolicyError> {
+        let items = match v {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        let out = items
+            .into_iter()
+            .map(|i| scalar(i).ok_or_else(|| bad(format!("{key}: expected strings, got {}", kind(i)))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if out.is_empty() {
+            return Err(bad(format!("{key}: the list is empty")));
         }
+        Ok(out)
     };
-    let (mut fingerprints, mut spki_hashes) = (Vec::new(), Vec::new());
+    let mut m =
+        CertMatcher { fingerprints: None, spki_hashes: None, san_email: None, san_dns: None, san_uri: None };
     for (k, v) in map {
         match k.as_str() {
             "fingerprint" => {
-                fingerprints = list(v)?.into_iter().map(|f| f.replace(':', "").to_ascii_lowercase()).collect()
+                m.fingerprints =
+                    Some(list(k, v)?.iter().map(|f| canonical_fingerprint(f)).collect::<Result<_, _>>()?)
             }
-            "spki_hash" => spki_hashes = list(v)?,
-            other => return Err(bad(format!("`{other}` is not supported (use fingerprint or spki_hash)"))),
+            "spki_hash" => {
+                let hashes = list(k, v)?;
+                if let Some(h) = hashes.iter().find(|h| !is_sha256_base64(h)) {
+                    return Err(bad(format!("spki_hash `{h}` is not a base64-encoded SHA-256 hash")));
+                }
+                m.spki_hashes = Some(hashes);
+            }
+            "san_email" => {
+                m.san_email = Some(StringMatcher::parse(v, "client_certificate: san_email", str::to_owned)?)
+            }
+            "san_dns" => {
+                m.san_dns = Some(StringMatcher::parse(v, "client_certificate: san_dns", str::to_owned)?)
+            }
+            "san_uri" => {
+                m.san_uri = Some(StringMatcher::parse(v, "client_certificate: san_uri", str::to_owned)?)
+            }
+            other => {
+                return Err(bad(format!(
+                    "`{other}` is not supported (use fingerprint, spki_hash, san_email, san_dns or san_uri)"
+                )));
+            }
         }
     }
-    if fingerprints.is_empty() && spki_hashes.is_empty() {
-        return Err(bad("give fingerprint and/or spki_hash".into()));
+    Ok(Criterion::ClientCertificate(Box::new(m)))
+}
+
+/// A SHA-256 fingerprint in either of Pomerium's forms: 64 lower-case hex digits, or 32
+/// upper-case hex bytes joined by colons. Returns the short form.
+fn canonical_fingerprint(f: &str) -> Result<String, PolicyError> {
+    let short = f.len() == 64 && f.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let long = f.len() == 95
+        && f.split(':')
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+    if short {
+        Ok(f.to_owned())
+    } else if long {
+        Ok(f.replace(':', "").to_ascii_lowercase())
+    } else {
+        Err(PolicyError::new(format!(
+            "client_certificate: fingerprint `{f}` is not a SHA-256 fingerprint (64 lower-case hex \
+             digits, or 32 upper-case hex bytes separated by colons)"
+        )))
     }
-    Ok(Criterion::ClientCertificate { fingerprints, spki_hashes })
+}
+
+/// Standard base64 (padded) of 32 bytes: 43 alphabet characters and one `=`.
+fn is_sha256_base64(h: &str) -> bool {
+    let b = h.as_bytes();
+    b.len() == 44
+        && b[43] == b'='
+        && b[..43].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        // The last character carries 2 bits of padding: it must be one with them zero.
+        && b"AEIMQUYcgkosw048".contains(&b[42])
 }
 
 /// List matchers: a bare scalar means `has`; or a map of `has`, `is`, `exclude` (all must

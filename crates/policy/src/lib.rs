@@ -21,7 +21,7 @@ mod request;
 
 use serde_json::{Map, Value};
 
-pub use criteria::Criterion;
+pub use criteria::{CertMatcher, Criterion};
 pub use matcher::StringMatcher;
 pub use parse::PolicyError;
 pub use request::{DateWindow, Days, Network, TimeWindow};
@@ -69,6 +69,10 @@ pub struct ClientCertFacts<'a> {
     pub fingerprint: &'a str,
     /// SHA-256 of the SubjectPublicKeyInfo, base64.
     pub spki_hash: &'a str,
+    /// The subject alternative names: rfc822Name, dNSName and URI.
+    pub san_email: &'a [String],
+    pub san_dns: &'a [String],
+    pub san_uri: &'a [String],
 }
 
 /// What a rule does when its condition holds.

@@ -149,24 +149,84 @@ fn bad_documents_name_the_problem() {
     }
 }
 
+const FP: &str = "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4";
+const FP_LONG: &str =
+    "8F:43:43:46:64:8F:6B:96:DF:89:DD:A9:01:C5:17:6B:10:A6:D8:39:61:DD:3C:1A:C8:8B:59:B2:DC:32:7A:A4";
+const SPKI: &str = "FsDbM0rUYIiL3V339eIKqiz6HPSB+Pz2WeAWhqlqh8U=";
+
+fn cert<'a>(fingerprint: &'a str, spki_hash: &'a str) -> ClientCertFacts<'a> {
+    ClientCertFacts { fingerprint, spki_hash, san_email: &[], san_dns: &[], san_uri: &[] }
+}
+
+fn decide_cert(p: &Policy, cert: Option<ClientCertFacts<'_>>) -> Decision {
+    p.decide(&Input {
+        user: None,
+        request: RequestFacts { client_certificate: cert, ..RequestFacts::default() },
+    })
+}
+
 #[test]
 fn client_certificates_match_by_fingerprint_or_spki_and_absence_is_invalid() {
     let p = policy(json!([
-        {"allow": {"and": [{"client_certificate": {"fingerprint": "AB:CD:EF", "spki_hash": "c3BraQ=="}}]}},
+        {"allow": {"or": [
+            {"client_certificate": {"fingerprint": FP_LONG}},
+            {"client_certificate": {"spki_hash": [SPKI]}},
+        ]}},
         {"deny": {"or": [{"invalid_client_certificate": true}]}},
     ]));
-    let decide = |cert: Option<ClientCertFacts<'_>>| {
-        p.decide(&Input {
-            user: None,
-            request: RequestFacts { client_certificate: cert, ..RequestFacts::default() },
-        })
-    };
-    let by_fp = ClientCertFacts { fingerprint: "abcdef", spki_hash: "other" };
-    let by_spki = ClientCertFacts { fingerprint: "0000", spki_hash: "c3BraQ==" };
-    let neither = ClientCertFacts { fingerprint: "0000", spki_hash: "other" };
-    assert!(is_allow(decide(Some(by_fp))));
-    assert!(is_allow(decide(Some(by_spki))));
-    assert!(matches!(decide(Some(neither)), Decision::Deny { .. }));
-    assert_eq!(decide(None), Decision::Deny { reasons: Reasons::of(Reason::InvalidClientCertificate) });
+    assert!(is_allow(decide_cert(&p, Some(cert(FP, "other")))), "the long form is canonicalised");
+    assert!(is_allow(decide_cert(&p, Some(cert("0000", SPKI)))));
+    assert!(matches!(decide_cert(&p, Some(cert("0000", "other"))), Decision::Deny { .. }));
+    assert_eq!(
+        decide_cert(&p, None),
+        Decision::Deny { reasons: Reasons::of(Reason::InvalidClientCertificate) }
+    );
     assert!(p.reads_request(), "decisions depend on the certificate");
+}
+
+#[test]
+fn client_certificate_conditions_must_all_hold() {
+    // As in Pomerium, the conditions of one criterion are a conjunction: naming a
+    // fingerprint and an SPKI hash does not let either one alone in.
+    let p =
+        policy(json!([{"allow": {"and": [{"client_certificate": {"fingerprint": FP, "spki_hash": SPKI}}]}}]));
+    assert!(is_allow(decide_cert(&p, Some(cert(FP, SPKI)))));
+    assert!(!is_allow(decide_cert(&p, Some(cert(FP, "other")))));
+    assert!(!is_allow(decide_cert(&p, Some(cert("0000", SPKI)))));
+}
+
+#[test]
+fn client_certificate_san_matchers() {
+    let p = policy(json!([{"allow": {"and": [{"client_certificate": {
+        "san_email": {"ends_with": "@example.com"},
+        "san_dns": {"in": ["laptop.corp.example", "desktop.corp.example"]},
+        "san_uri": {"starts_with": "spiffe://example.com/"},
+    }}]}}]));
+    let emails = ["alice@example.com".to_owned()];
+    let dns = ["other.example".to_owned(), "laptop.corp.example".to_owned()];
+    let uris = ["spiffe://example.com/alice".to_owned()];
+    let facts = ClientCertFacts { san_email: &emails, san_dns: &dns, san_uri: &uris, ..cert(FP, SPKI) };
+    assert!(is_allow(decide_cert(&p, Some(facts))), "any name of each kind may match");
+    let no_email = ClientCertFacts { san_email: &[], ..facts };
+    assert!(!is_allow(decide_cert(&p, Some(no_email))), "a certificate without the SAN kind fails");
+    let bob = ["bob@evil.example".to_owned()];
+    assert!(!is_allow(decide_cert(&p, Some(ClientCertFacts { san_email: &bob, ..facts }))));
+}
+
+#[test]
+fn client_certificate_conditions_are_validated() {
+    for (cond, needle) in [
+        (json!({"fingerprint": "AB:CD:EF"}), "not a SHA-256 fingerprint"),
+        (json!({"fingerprint": FP.to_uppercase()}), "not a SHA-256 fingerprint"),
+        (json!({"fingerprint": []}), "empty"),
+        (json!({"spki_hash": "c3BraQ=="}), "not a base64-encoded SHA-256"),
+        (json!({"san_email": {"like": "x"}}), "san_email"),
+        (json!({"subject": "CN=alice"}), "`subject` is not supported"),
+        (json!({}), "at least one"),
+        (json!("yes"), "expected a map"),
+    ] {
+        let doc = json!({"allow": {"or": [{"client_certificate": cond}]}});
+        let err = Policy::from_ppl(&doc).expect_err("must fail").to_string();
+        assert!(err.contains(needle), "{doc}: {err}");
+    }
 }

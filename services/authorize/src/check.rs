@@ -77,10 +77,13 @@ impl Checker {
             client_ip: req.client_ip.parse().ok(),
             now_unix: now,
             cors_preflight: req.cors_preflight,
-            client_certificate: req
-                .client_certificate
-                .as_ref()
-                .map(|c| ClientCertFacts { fingerprint: &c.fingerprint, spki_hash: &c.spki_hash }),
+            client_certificate: req.client_certificate.as_ref().map(|c| ClientCertFacts {
+                fingerprint: &c.fingerprint,
+                spki_hash: &c.spki_hash,
+                san_email: &c.san_email,
+                san_dns: &c.san_dns,
+                san_uri: &c.san_uri,
+            }),
         };
         let decision = route.policy.decide(&Input { user, request });
         debug!(route = route.index, host = %req.host, ?decision, "checked");

@@ -19,6 +19,7 @@ mod internal;
 pub mod path;
 mod server;
 mod upstream_tls;
+mod x509;
 
 pub use app::{App, BuildError};
 

@@ -111,7 +111,7 @@ fn service(
 }
 
 /// What policies see of a verified client certificate: SHA-256 of the DER (hex) and of the
-/// SubjectPublicKeyInfo (base64).
+/// SubjectPublicKeyInfo (base64), and its subject alternative names.
 fn client_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<ClientCertificate> {
     use base64::Engine;
     let fingerprint: String = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
@@ -123,7 +123,13 @@ fn client_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<Cli
     let spki = cert.subject_public_key_info();
     let spki_hash = base64::engine::general_purpose::STANDARD
         .encode(ring::digest::digest(&ring::digest::SHA256, spki.as_ref()));
-    Some(ClientCertificate { fingerprint, spki_hash })
+    Some(ClientCertificate {
+        fingerprint,
+        spki_hash,
+        san_email: crate::x509::san_emails(der.as_ref()),
+        san_dns: cert.valid_dns_names().map(str::to_owned).collect(),
+        san_uri: cert.valid_uri_names().map(str::to_owned).collect(),
+    })
 }
 
 fn with_request_id(mut response: http::Response<crate::Body>, id: &str) -> http::Response<crate::Body> {
