@@ -176,6 +176,37 @@ async fn websockets_are_proxied_both_ways_after_authorization() {
 }
 
 #[tokio::test]
+async fn idle_timeout_closes_quiet_bodies_and_websockets() {
+    use portcullis_e2e::websocket::{connect, read_frame, write_frame};
+    use reqwest::cookie::CookieStore;
+    use std::time::Duration;
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+
+    // An upstream that sends its headers and a first chunk, then nothing (idle_timeout 300ms).
+    let r = browser.get_json(&env.url_on("ws.localhost", "/__stall")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(10), r.bytes()).await.expect("cut off, not hung");
+    assert!(body.is_err(), "the body ends in an error, not a clean end: {body:?}");
+    assert!(env.logs().contains("idle_timeout"), "the proxy says why");
+
+    // A websocket on a route with idle_timeout 300ms: traffic keeps it open...
+    assert_eq!(browser.login(&env.url_on("ws.localhost", "/"), "alice").await.final_response.status(), 200);
+    let url = url::Url::parse(&env.url_on("ws.localhost", "/")).unwrap();
+    let cookie = browser.jar.cookies(&url).map(|v| v.to_str().unwrap().to_owned());
+    let mut ws = connect(env.port, "ws.localhost", "/idle", cookie.as_deref()).await.expect("101");
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let message = format!("tick {i}");
+        write_frame(&mut ws, 1, message.as_bytes(), true).await.unwrap();
+        assert_eq!(read_frame(&mut ws).await.expect("still open").1, message.as_bytes());
+    }
+    // ...and silence closes it.
+    let closed = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut ws)).await;
+    assert_eq!(closed.expect("closed, not hung"), None);
+}
+
+#[tokio::test]
 async fn claim_headers_come_from_authorize_and_groups_are_filtered() {
     use base64::Engine;
     let env = TestEnv::start().await;

@@ -522,6 +522,17 @@ routes:
     load_balancing_policy: ROUND_ROBIN
     allow_public_unauthenticated_access: true
   - from: http://ws.localhost
+    prefix: /__stall
+    to: {upstream}
+    idle_timeout: 300ms
+    allow_public_unauthenticated_access: true
+  - from: http://ws.localhost
+    prefix: /idle
+    to: {echo}
+    allow_websockets: true
+    idle_timeout: 300ms
+    allow_any_authenticated_user: true
+  - from: http://ws.localhost
     to: {echo}
     allow_websockets: true
     allow_any_authenticated_user: true

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -95,9 +95,13 @@ impl Upstream {
                                 headers,
                                 body,
                             });
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                                UPSTREAM_BODY.as_bytes(),
-                            ))))
+                            // `/__stall…`: the headers and a first chunk, then silence.
+                            let body = if parts.uri.path().starts_with("/__stall") {
+                                Either::Right(Stall { sent: false })
+                            } else {
+                                Either::Left(Full::new(Bytes::from_static(UPSTREAM_BODY.as_bytes())))
+                            };
+                            Ok::<_, Infallible>(Response::new(body))
                         }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -137,5 +141,26 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A body that sends one chunk and then never another (nor its end).
+struct Stall {
+    sent: bool,
+}
+
+impl hyper::body::Body for Stall {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if std::mem::replace(&mut self.sent, true) {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"partial")))))
+        }
     }
 }

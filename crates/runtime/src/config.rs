@@ -98,6 +98,7 @@ const KNOWN_ROUTE_KEYS: &[&str] = &[
     "remove_request_headers",
     "set_response_headers",
     "timeout",
+    "idle_timeout",
     "redirect",
     "response",
     "load_balancing_policy",
@@ -300,6 +301,7 @@ struct RawRoute {
     #[serde(default)]
     set_response_headers: BTreeMap<String, String>,
     timeout: Option<RawDuration>,
+    idle_timeout: Option<RawDuration>,
     redirect: Option<RawRedirect>,
     response: Option<RawResponse>,
     load_balancing_policy: Option<String>,
@@ -500,8 +502,11 @@ pub struct Route {
     pub remove_request_headers: Vec<String>,
     /// Headers set on responses (Pomerium's security defaults plus the route's own).
     pub set_response_headers: Vec<(String, String)>,
-    /// Deadline for the upstream's response headers.
+    /// Deadline for the upstream's response headers (`0s` in the config: none).
     pub timeout: Duration,
+    /// How long a response body or a websocket may go without a byte in either direction
+    /// before the proxy closes it; `None` (`0s` in the config) never.
+    pub idle_timeout: Option<Duration>,
     pub action: RouteAction,
     /// How a request picks one of several `to` upstreams.
     pub load_balancing: LoadBalancing,
@@ -577,6 +582,9 @@ pub const DEFAULT_RESPONSE_HEADERS: [(&str, &str); 2] =
     [("x-frame-options", "SAMEORIGIN"), ("x-xss-protection", "1; mode=block")];
 /// Pomerium's default upstream timeout.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pomerium's default stream idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 impl Route {
     /// Whether `set_request_headers` uses `${pomerium.<what>}` (or `${portcullis.<what>}`).
@@ -1247,6 +1255,14 @@ fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Rout
             None => DEFAULT_ROUTE_TIMEOUT,
             Some(d) => p.check(&field("timeout"), raw_duration(d)).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
         };
+        // `0s` turns the deadline off, as in Pomerium (long polls, streams).
+        let timeout = if timeout.is_zero() { Duration::MAX } else { timeout };
+        let idle_timeout = match &r.idle_timeout {
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+            Some(d) => {
+                p.check(&field("idle_timeout"), raw_duration(d)).and_then(|d| (!d.is_zero()).then_some(d))
+            }
+        };
         for (k, v) in [("prefix", &r.prefix), ("path", &r.path)] {
             if v.as_deref().is_some_and(|s| !s.starts_with('/')) {
                 p.add(field(k), "must start with `/`");
@@ -1300,6 +1316,7 @@ fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Rout
                     .collect(),
                 set_response_headers,
                 timeout,
+                idle_timeout,
                 action,
                 load_balancing,
                 allow_websockets: r.allow_websockets,

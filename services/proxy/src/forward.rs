@@ -136,7 +136,7 @@ pub async fn forward(
     match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
         Ok(Ok(mut resp)) => {
             if websocket && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                return switch_protocols(resp, client_upgrade, route.index);
+                return switch_protocols(resp, client_upgrade, route);
             }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -147,7 +147,13 @@ pub async fn forward(
                 drop(resp);
                 return error::bad_gateway(html);
             }
-            Response::from_parts(parts, body.map_err(Into::into).boxed())
+            let body = body.map_err(Into::into);
+            match route.idle_timeout {
+                Some(idle) => {
+                    Response::from_parts(parts, crate::idle::IdleBody::new(body, idle, route.index).boxed())
+                }
+                None => Response::from_parts(parts, body.boxed()),
+            }
         }
         Ok(Err(e)) => {
             warn!(error = %e, route = route.index, "upstream request failed");
@@ -177,17 +183,18 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 fn switch_protocols(
     mut upstream: Response<Incoming>,
     client: Option<hyper::upgrade::OnUpgrade>,
-    route: usize,
+    route: &Route,
 ) -> Response<Body> {
+    let (idle, route) = (route.idle_timeout, route.index);
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let (parts, _) = upstream.into_parts();
     tokio::spawn(async move {
         let Some(client) = client else { return };
         match tokio::try_join!(client, upstream_upgrade) {
             Ok((client, upstream)) => {
-                let mut client = hyper_util::rt::TokioIo::new(client);
-                let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                let client = hyper_util::rt::TokioIo::new(client);
+                let upstream = hyper_util::rt::TokioIo::new(upstream);
+                if let Err(error) = crate::idle::copy_bidirectional(client, upstream, idle, route).await {
                     tracing::debug!(%error, route, "websocket closed");
                 }
             }

@@ -15,6 +15,7 @@ mod decisions;
 mod error;
 mod forward;
 mod handler;
+mod idle;
 mod internal;
 pub mod path;
 mod server;

@@ -183,3 +183,20 @@ fn legacy_claims_and_cors_keys_become_ppl() {
     assert!(matches!(decide("sales", false), Decision::Deny { .. }));
     assert!(matches!(decide("sales", true), Decision::Allow { .. }), "preflights pass");
 }
+
+#[test]
+fn route_timeouts_default_like_pomerium_and_zero_turns_them_off() {
+    let mut doc = base();
+    let c = validate(doc.clone()).expect("valid");
+    assert_eq!(c.routes[0].timeout, DEFAULT_ROUTE_TIMEOUT);
+    assert_eq!(c.routes[0].idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+    doc["routes"][0]["timeout"] = json!("0s");
+    doc["routes"][0]["idle_timeout"] = json!("0s");
+    let c = validate(doc.clone()).expect("valid");
+    assert_eq!(c.routes[0].timeout, Duration::MAX, "no deadline");
+    assert_eq!(c.routes[0].idle_timeout, None);
+    doc["routes"][0]["idle_timeout"] = json!("90s");
+    assert_eq!(validate(doc.clone()).expect("valid").routes[0].idle_timeout, Some(Duration::from_secs(90)));
+    doc["routes"][0]["idle_timeout"] = json!("soon");
+    assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].idle_timeout:")));
+}
