@@ -636,63 +636,68 @@ nats:
     )
 }
 
+/// Run `openssl` in `dir`; its stdout.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new P-256 CA (`{name}-ca.pem`, `{name}-ca.key` in `dir`) and a certificate it signed for
+/// `subject` with the extensions `ext` (`{name}.pem`, `{name}.key`).
+fn ca_and_leaf(dir: &std::path::Path, name: &str, ca_subject: &str, subject: &str, ext: &str) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (ca_pem, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+    let (pem, key, csr, ext_file) =
+        (format!("{name}.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", ca_subject, "-keyout", &ca_key, "-out", &ca_pem],
+        ]
+        .concat(),
+    );
+    openssl(dir, &[&["req"][..], &ec, &["-subj", subject, "-keyout", &key, "-out", &csr]].concat());
+    std::fs::write(dir.join(&ext_file), ext).expect("ext file");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext_file,
+        ],
+    );
+}
+
 /// A private CA (`upstream-ca.pem` in `dir`) and a server certificate it signed for
 /// `upstream.internal`: (certificate PEM, key PEM).
 fn private_ca_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
-    let run = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run openssl");
-        assert!(status.success(), "openssl {args:?} failed");
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-days",
-            "1",
-            "-subj",
-            "/CN=portcullis test CA",
-            "-keyout",
-            "upstream-ca.key",
-            "-out",
-            "upstream-ca.pem",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &["-subj", "/CN=upstream.internal", "-keyout", "upstream.key", "-out", "upstream.csr"],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("upstream.ext"),
+    ca_and_leaf(
+        dir,
+        "upstream",
+        "/CN=portcullis test CA",
+        "/CN=upstream.internal",
         "subjectAltName=DNS:upstream.internal\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext file");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "upstream.csr",
-        "-CA",
-        "upstream-ca.pem",
-        "-CAkey",
-        "upstream-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        "upstream.pem",
-        "-extfile",
-        "upstream.ext",
-    ]);
+    );
     (
         std::fs::read(dir.join("upstream.pem")).expect("cert"),
         std::fs::read(dir.join("upstream.key")).expect("key"),
@@ -702,58 +707,15 @@ fn private_ca_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
 /// A client CA (`client-ca.pem` in `dir`) and a client certificate it signed: (certificate and
 /// key PEM, SHA-256 fingerprint as `AA:BB:...`).
 fn client_certificate(dir: &std::path::Path) -> (Vec<u8>, String) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .output()
-            .expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-days",
-            "1",
-            "-subj",
-            "/CN=portcullis client CA",
-            "-keyout",
-            "client-ca.key",
-            "-out",
-            "client-ca.pem",
-        ],
-    ]
-    .concat());
-    run(&[&["req"][..], &ec, &["-subj", "/CN=alice-laptop", "-keyout", "client.key", "-out", "client.csr"]]
-        .concat());
-    std::fs::write(
-        dir.join("client.ext"),
+    ca_and_leaf(
+        dir,
+        "client",
+        "/CN=portcullis client CA",
+        "/CN=alice-laptop",
         "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n\
          subjectAltName=email:alice@example.com,DNS:alice-laptop.corp.example,URI:spiffe://example.com/alice\n",
-    )
-    .expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "client-ca.pem",
-        "-CAkey",
-        "client-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        "client.pem",
-        "-extfile",
-        "client.ext",
-    ]);
-    let fingerprint = run(&["x509", "-in", "client.pem", "-noout", "-fingerprint", "-sha256"]);
+    );
+    let fingerprint = openssl(dir, &["x509", "-in", "client.pem", "-noout", "-fingerprint", "-sha256"]);
     let fingerprint = fingerprint.trim().rsplit('=').next().unwrap_or_default().to_owned();
     let mut identity = std::fs::read(dir.join("client.pem")).expect("client cert");
     identity.extend(std::fs::read(dir.join("client.key")).expect("client key"));

@@ -59,12 +59,17 @@ where
             this.progressed = true;
             return Poll::Ready(frame);
         }
-        let deadline = Instant::now() + this.idle;
         let progressed = std::mem::take(&mut this.progressed);
-        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if progressed {
-            timer.as_mut().reset(deadline);
-        }
+        let idle = this.idle;
+        let timer = match &mut this.timer {
+            Some(timer) => {
+                if progressed {
+                    timer.as_mut().reset(Instant::now() + idle);
+                }
+                timer
+            }
+            None => this.timer.insert(Box::pin(tokio::time::sleep(idle))),
+        };
         ready!(timer.as_mut().poll(cx));
         let error = IdleTimeout(this.idle);
         tracing::warn!(route = this.route, "closing the response: {error}");
