@@ -20,7 +20,14 @@ use portcullis_schemas::messages::{CheckRequest, Identity as SessionIdentity, Se
 use serde_json::json;
 
 fn config() -> portcullis_runtime::Config {
-    let raw: RawConfig = serde_json::from_value(json!({
+    let routes = json!([{"from": "https://app.example.com", "to": "http://127.0.0.1:9000", "policy": five_criteria()}]);
+    let raw: RawConfig = serde_json::from_value(config_with(routes)).unwrap();
+    raw.validate().unwrap()
+}
+
+/// A valid configuration document with these routes.
+fn config_with(routes: serde_json::Value) -> serde_json::Value {
+    json!({
         "insecure_server": true,
         "address": ":8080",
         "authenticate_service_url": "https://authenticate.example.com",
@@ -28,10 +35,8 @@ fn config() -> portcullis_runtime::Config {
         "idp_client_id": "c",
         "idp_client_secret": "s",
         "shared_secret": "c2hhcmVkLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=",
-        "routes": [{"from": "https://app.example.com", "to": "http://127.0.0.1:9000", "policy": five_criteria()}],
-    }))
-    .unwrap();
-    raw.validate().unwrap()
+        "routes": routes,
+    })
 }
 
 /// A policy reading five criteria (the last one decides).
@@ -80,16 +85,7 @@ fn many_routes(n: usize) -> serde_json::Value {
             json!({"from": from, "to": "http://127.0.0.1:9000", "prefix": "/", "policy": five_criteria()})
         })
         .collect();
-    json!({
-        "insecure_server": true,
-        "address": ":8080",
-        "authenticate_service_url": "https://authenticate.example.com",
-        "idp_provider_url": "https://idp.example.com",
-        "idp_client_id": "c",
-        "idp_client_secret": "s",
-        "shared_secret": "c2hhcmVkLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=",
-        "routes": routes,
-    })
+    config_with(routes.into())
 }
 
 fn benches(c: &mut Criterion) {
