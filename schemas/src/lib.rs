@@ -42,5 +42,13 @@ pub fn all_schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("cache.session.revoke_where.request", schema_for!(messages::RevokeWhereRequest)),
         ("cache.session.revoke_where.reply", schema_for!(messages::RevokedReply)),
         ("kv.lease", schema_for!(messages::Lease)),
+        ("kv.directory", schema_for!(messages::DirectoryRecord)),
+        ("cache.directory.sync.request", schema_for!(messages::DirectorySyncRequest)),
+        ("cache.directory.sync.reply", schema_for!(messages::DirectorySyncReply)),
+        ("cache.directory.show.request", schema_for!(messages::DirectoryShowRequest)),
+        ("cache.directory.show.reply", schema_for!(messages::DirectoryShowReply)),
+        ("event.directory.synced.v1", schema_for!(events::DirectorySynced)),
+        ("event.directory.user.groups_changed.v1", schema_for!(events::DirectoryUserGroupsChanged)),
+        ("event.directory.sync_failed.v1", schema_for!(events::DirectorySyncFailed)),
     ]
 }

@@ -340,3 +340,66 @@ pub struct LoginState {
     /// Unix seconds.
     pub created_at: i64,
 }
+
+/// A user as the directory provider lists them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct DirectoryUser {
+    /// The provider's id of the user (SCIM id, LDAP attribute, Okta/Graph/Google id, ...).
+    pub id: String,
+    /// Lower-cased; how a session is matched to a directory user when ids differ.
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Ids of the groups the user is in, directly or through nested groups, sorted.
+    pub groups: Vec<String>,
+}
+
+/// A group as the directory provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct DirectoryGroup {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// A pending request for a sync now, stored under `sync-request` until the syncing instance
+/// takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SyncRequested {
+    /// Echoed in the resulting `directory.synced` or `directory.sync_failed` event.
+    pub request_id: String,
+    /// Unix seconds.
+    pub requested_at: i64,
+}
+
+/// A value in the directory bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DirectoryRecord {
+    User(DirectoryUser),
+    Group(DirectoryGroup),
+    SyncRequest(SyncRequested),
+}
+
+/// `cache.directory.sync`: ask for a sync as soon as the instance holding the sync lease sees
+/// it (within a second or two).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectorySyncRequest {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectorySyncReply {
+    /// Carried by the event that reports the outcome.
+    pub request_id: String,
+}
+
+/// `cache.directory.show`: a user by provider id or email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectoryShowRequest {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DirectoryShowReply {
+    pub user: DirectoryUser,
+    /// The user's groups with their names, in the order of `user.groups`.
+    pub groups: Vec<DirectoryGroup>,
+}

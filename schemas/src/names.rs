@@ -108,6 +108,25 @@ impl Contract {
         format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::SESSION_REVOKE_WHERE)
     }
 
+    /// `cache.directory.sync`: [`crate::messages::DirectorySyncRequest`] →
+    /// [`crate::messages::DirectorySyncReply`] (asks for a sync now; the outcome is an event).
+    pub fn cache_directory_sync(&self) -> String {
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::DIRECTORY_SYNC)
+    }
+
+    /// `cache.directory.show`: [`crate::messages::DirectoryShowRequest`] →
+    /// [`crate::messages::DirectoryShowReply`].
+    pub fn cache_directory_show(&self) -> String {
+        format!("{}.{}", self.service_group(ServiceName::Cache), endpoint::DIRECTORY_SHOW)
+    }
+
+    /// KV bucket of the synced directory: users (`u` + SHA-256 of the id) and groups (`g` +
+    /// SHA-256 of the id), each a [`crate::messages::DirectoryRecord`], plus the pending
+    /// sync request under `sync-request`.
+    pub fn directory_bucket(&self) -> String {
+        self.bucket("directory")
+    }
+
     /// KV bucket of leases for singleton jobs, key = job name, value =
     /// [`crate::messages::Lease`].
     pub fn leases_bucket(&self) -> String {
@@ -159,6 +178,8 @@ pub mod endpoint {
     pub const SESSION_REVOKE: &str = "session.revoke";
     pub const SESSION_LIST: &str = "session.list";
     pub const SESSION_REVOKE_WHERE: &str = "session.revoke_where";
+    pub const DIRECTORY_SYNC: &str = "directory.sync";
+    pub const DIRECTORY_SHOW: &str = "directory.show";
 }
 
 #[cfg(test)]
@@ -174,6 +195,8 @@ mod tests {
         assert_eq!(c.cache_session_revoke(), "portcullis.cache.session.revoke");
         assert_eq!(c.sessions_bucket(), "portcullis_sessions");
         assert_eq!(c.events_stream(), "PORTCULLIS_EVENTS");
+        assert_eq!(c.directory_bucket(), "portcullis_directory");
+        assert_eq!(c.cache_directory_sync(), "portcullis.cache.directory.sync");
         assert_eq!(c.events_wildcard(), "portcullis.events.>");
         assert_eq!(c.event_subject("session.revoked"), "portcullis.events.session.revoked");
     }

@@ -86,7 +86,13 @@ async fn login_works_with_four_separate_processes() {
 
 #[tokio::test]
 async fn each_service_works_with_only_the_nats_permissions_deploy_gives_it() {
-    let env = TestEnv::start_with(Options { split: true, nats_users: true, ..Options::default() }).await;
+    // A directory too, so the sync's reads, writes and events run under the cache's rights.
+    let scim = portcullis_e2e::directory::ScimServer::start().await;
+    let alice = scim.user("alice", "alice@example.com", "Alice").await;
+    scim.group("engineering", &[&alice]).await;
+    let directory = Some(portcullis_e2e::directory::DirectoryServer::config(&scim));
+    let env =
+        TestEnv::start_with(Options { split: true, nats_users: true, directory, ..Options::default() }).await;
     let browser = env.browser();
     let trace = browser.login(&env.app_url("/least-privilege"), "alice").await;
     assert_eq!(trace.final_response.status(), 200, "{}", env.logs());
@@ -114,6 +120,14 @@ async fn each_service_works_with_only_the_nats_permissions_deploy_gives_it() {
     admin.flush().await.unwrap();
     let got = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(!matches!(got, Ok(Some(_))), "proxy must not receive authorize requests");
+
+    // authorize read the synced directory: its groups decide the `groups` route.
+    eventually("directory.synced", Duration::from_secs(10), || async {
+        env.events().await.into_iter().find(|e| e["type"] == portcullis_schemas::events::DIRECTORY_SYNCED)
+    })
+    .await;
+    let r = browser.login(&env.url_on("groups.localhost", "/"), "alice").await;
+    assert_eq!(r.final_response.status(), 200, "{}", env.logs());
 
     // No service was refused anything it needs (the cache's first sweep and lease included).
     let logs = env.all_logs();

@@ -4,6 +4,7 @@
 
 mod browser;
 mod config;
+mod directory;
 mod failure;
 mod lifecycle;
 mod login;

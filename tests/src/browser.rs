@@ -66,6 +66,7 @@ impl Browser {
             .resolve("lb.localhost", loopback)
             .resolve("ws.localhost", loopback)
             .resolve("claims.localhost", loopback)
+            .resolve("groups.localhost", loopback)
             .resolve("fresh.localhost", loopback)
             .resolve("fresh2.localhost", loopback)
             .resolve("tlsca.localhost", loopback)

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod directory;
 pub mod idp;
 pub mod nats;
 pub mod portcullis;

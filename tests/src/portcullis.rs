@@ -56,6 +56,10 @@ impl Portcullis {
         Portcullis { child, log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -102,6 +106,8 @@ pub struct Options {
     pub decision_cache: bool,
     /// With `tls`: ask for client certificates signed by a private CA (`client_ca_file`).
     pub mtls: bool,
+    /// A `directory:` section to add (see [`crate::directory::DirectoryServer::config`]).
+    pub directory: Option<String>,
 }
 
 impl Default for Options {
@@ -121,6 +127,7 @@ impl Default for Options {
             backchannel_to_recorder: false,
             decision_cache: true,
             mtls: false,
+            directory: None,
         }
     }
 }
@@ -539,6 +546,14 @@ routes:
   - from: http://nows.localhost
     to: {echo}
     allow_any_authenticated_user: true
+  - from: http://groups.localhost
+    to: {upstream}
+    pass_identity_headers: true
+    policy:
+      - allow:
+          and:
+            - groups:
+                has: engineering
   - from: http://claims.localhost
     to: {upstream}
     allow_any_authenticated_user: true
@@ -564,7 +579,8 @@ routes:
       status: 200
       body: static ok
     allow_public_unauthenticated_access: true
-"#
+{directory}"#,
+        directory = options.directory.as_deref().unwrap_or("")
     )
 }
 

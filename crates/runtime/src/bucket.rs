@@ -106,6 +106,11 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
         keys.try_collect().await.map_err(|e| KvError::Nats(e.to_string()))
     }
 
+    /// Delete `key`, whatever its value.
+    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.store.delete(key).await.map_err(|e| KvError::Nats(e.to_string()))
+    }
+
     /// Delete `key` only if it is still at `revision` (consume-once).
     pub async fn delete_at(&self, key: &str, revision: u64) -> Result<(), KvError> {
         self.store.delete_expect_revision(key, Some(revision)).await.map_err(update_err)
@@ -117,14 +122,20 @@ impl<T: Serialize + DeserializeOwned> Bucket<T> {
     pub async fn watch_all(
         &self,
     ) -> Result<(bool, impl Stream<Item = Result<Watched<T>, KvError>> + use<T>), KvError> {
-        let empty = self.store.status().await.map_err(|e| KvError::Nats(e.to_string()))?.values() == 0;
+        // Fresh stream info: `Store::status` answers from what was cached when the bucket was
+        // opened, which would call a since-filled bucket empty.
+        let mut stream = self.store.stream.clone();
+        let empty = stream.info().await.map_err(|e| KvError::Nats(e.to_string()))?.state.messages == 0;
         let watch = self.store.watch_with_history(">").await.map_err(|e| KvError::Nats(e.to_string()))?;
         let mut caught_up = empty;
         Ok((
             empty,
             watch.map(move |item| {
                 let entry = item.map_err(|e| KvError::Nats(e.to_string()))?;
-                caught_up = caught_up || entry.delta == 0 || entry.seen_current;
+                // `delta` (messages still pending after this one) is exact per message; the
+                // watcher's `seen_current` comes from the consumer's info at creation and can
+                // claim "caught up" before the first value.
+                caught_up = caught_up || entry.delta == 0;
                 let key = entry.key.clone();
                 let change = match entry.operation {
                     kv::Operation::Put => match serde_json::from_slice::<T>(&entry.value) {

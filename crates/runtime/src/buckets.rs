@@ -28,6 +28,29 @@ pub fn users(config: &Config) -> BucketSpec {
     }
 }
 
+/// The synced directory (users, groups, a pending sync request); written by the cache's sync.
+pub fn directory(config: &Config) -> BucketSpec {
+    BucketSpec {
+        name: config.nats.contract.directory_bucket(),
+        description: "Portcullis directory users and groups",
+        max_age: Duration::ZERO,
+        history: 1,
+    }
+}
+
+/// Directory-bucket key of a user (`u` + SHA-256 of the provider's id, base64url).
+pub fn directory_user_key(id: &str) -> String {
+    format!("u{}", crate::crypto::sha256_b64(id.as_bytes()))
+}
+
+/// Directory-bucket key of a group (`g` + SHA-256 of the provider's id, base64url).
+pub fn directory_group_key(id: &str) -> String {
+    format!("g{}", crate::crypto::sha256_b64(id.as_bytes()))
+}
+
+/// Directory-bucket key of a pending `portcullis directory sync --now`.
+pub const DIRECTORY_SYNC_REQUEST_KEY: &str = "sync-request";
+
 /// Leases of singleton jobs (expiry is in the value and checked by revision).
 pub fn leases(config: &Config) -> BucketSpec {
     BucketSpec {

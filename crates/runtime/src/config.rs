@@ -23,6 +23,9 @@ use crate::crypto::{Secret, sha256_b64};
 use crate::duration;
 use crate::signing::SigningKey;
 
+mod directory;
+pub use directory::*;
+
 /// Environment variables with this prefix override file keys (`__` nests).
 pub const ENV_PREFIX: &str = "PORTCULLIS_";
 /// Pomerium's default cookie name, kept so existing cookies' names stay stable.
@@ -73,6 +76,7 @@ const KNOWN_KEYS: &[&str] = &[
     "sessions",
     "events",
     "decision_cache",
+    "directory",
 ];
 const KNOWN_ROUTE_KEYS: &[&str] = &[
     "from",
@@ -232,6 +236,8 @@ pub struct RawConfig {
     pub events: RawEvents,
     #[serde(default)]
     pub decision_cache: RawDecisionCache,
+    #[serde(default)]
+    pub directory: RawDirectory,
     /// Keys not read by Portcullis, for warnings.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -376,6 +382,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub events: EventsConfig,
     pub decision_cache: DecisionCacheConfig,
+    /// Directory sync (Portcullis's own section `directory:`); `None` when not configured.
+    pub directory: Option<DirectoryConfig>,
     /// Non-fatal findings (unknown keys), to log at start.
     pub warnings: Vec<String>,
 }
@@ -814,6 +822,7 @@ impl RawConfig {
         let nats = self.nats(&mut p);
         let sessions = self.sessions_config(&mut p);
         let events = self.events_config(&mut p);
+        let directory = if self.directory.is_empty() { None } else { self.directory.validate(&mut p) };
         let warnings: Vec<String> =
             self.unknown_keys.iter().map(|k| format!("{k}: unknown or unsupported key, ignored")).collect();
         if let Some(auth_host) = authenticate_url.as_ref().and_then(|u| u.host_str()) {
@@ -858,6 +867,7 @@ impl RawConfig {
                     sessions,
                     events,
                     decision_cache: self.decision_cache_config(),
+                    directory,
                     warnings,
                 })
             }

@@ -34,11 +34,16 @@ impl App {
     /// Load the replica, then answer checks until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let App { config, bus, live } = self;
-        let Some((sessions, users)) =
-            bus::retry("opening the sessions and users buckets", &shutdown, || async {
+        let Some((sessions, users, directory)) =
+            bus::retry("opening the sessions, users and directory buckets", &shutdown, || async {
+                let directory = match config.directory {
+                    Some(_) => Some(bus.bucket(&buckets::directory(&config)).await?),
+                    None => None,
+                };
                 Ok::<_, BusError>((
                     bus.bucket(&buckets::sessions(&config)).await?,
                     bus.bucket(&buckets::users(&config)).await?,
+                    directory,
                 ))
             })
             .await
@@ -53,6 +58,7 @@ impl App {
             replica.clone(),
             sessions.clone(),
             users,
+            directory,
             move |sid| m.forget(sid),
             ready_tx,
             shutdown.clone(),

@@ -61,6 +61,10 @@ impl Checker {
             ),
             (None, None) => (None, None, &[][..], &*EMPTY_CLAIMS),
         };
+        // Directory groups, when the directory knows the person, replace the token's.
+        let directory_groups =
+            session.as_ref().and_then(|s| self.replica.directory_groups(&s.identity.user_id, email, claims));
+        let groups: &[String] = directory_groups.as_deref().unwrap_or(groups);
         let user =
             session.as_ref().map(|s| UserFacts { user_id: &s.identity.user_id, email, claims, groups });
         // Pomerium's default with a client CA: no verified certificate, no entry (495).

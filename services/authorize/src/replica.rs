@@ -1,4 +1,4 @@
-//! The in-memory replica of sessions and users, fed by KV watchers.
+//! The in-memory replica of sessions, users and the synced directory, fed by KV watchers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 use portcullis_runtime::Shutdown;
 use portcullis_runtime::bucket::{Bucket, Change};
-use portcullis_schemas::messages::{Session, User};
+use portcullis_runtime::buckets::{directory_group_key, directory_user_key};
+use portcullis_schemas::messages::{DirectoryRecord, Session, User};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -19,6 +20,74 @@ type Map<T> = Arc<RwLock<HashMap<String, Arc<T>>>>;
 pub struct Replica {
     sessions: Map<Session>,
     users: Map<User>,
+    directory: Arc<RwLock<DirectoryIndex>>,
+}
+
+/// The directory bucket, with users also found by email.
+#[derive(Default)]
+pub struct DirectoryIndex {
+    records: HashMap<String, Arc<DirectoryRecord>>,
+    /// Lower-cased email → user key.
+    by_email: HashMap<String, String>,
+}
+
+impl DirectoryIndex {
+    fn email_of(record: &DirectoryRecord) -> Option<&str> {
+        match record {
+            DirectoryRecord::User(u) => u.email.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn unindex(&mut self, key: &str) {
+        if let Some(email) = self.records.get(key).and_then(|r| Self::email_of(r))
+            && self.by_email.get(email).is_some_and(|k| k == key)
+        {
+            let email = email.to_owned();
+            self.by_email.remove(&email);
+        }
+    }
+
+    fn put(&mut self, key: String, value: Arc<DirectoryRecord>) {
+        self.unindex(&key);
+        if let Some(email) = Self::email_of(&value) {
+            self.by_email.insert(email.to_owned(), key.clone());
+        }
+        self.records.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.unindex(key);
+        self.records.remove(key);
+    }
+
+    /// The groups (ids, then names where they differ) of the directory user with `user_id`,
+    /// else of the one with `email`; `None` when the directory does not know the person.
+    fn groups(&self, user_id: &str, email: Option<&str>) -> Option<Vec<String>> {
+        let user = match self.records.get(&directory_user_key(user_id)).map(|r| &**r) {
+            Some(DirectoryRecord::User(u)) => u,
+            _ => {
+                let key = self.by_email.get(&email?.to_lowercase())?;
+                match self.records.get(key).map(|r| &**r) {
+                    Some(DirectoryRecord::User(u)) => u,
+                    _ => return None,
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(user.groups.len() * 2);
+        for id in &user.groups {
+            out.push(id.clone());
+        }
+        for id in &user.groups {
+            if let Some(DirectoryRecord::Group(g)) = self.records.get(&directory_group_key(id)).map(|r| &**r)
+                && !g.name.is_empty()
+                && !out.contains(&g.name)
+            {
+                out.push(g.name.clone());
+            }
+        }
+        Some(out)
+    }
 }
 
 impl Replica {
@@ -54,6 +123,81 @@ impl Replica {
     pub fn session_count(&self) -> usize {
         self.sessions.read().map(|m| m.len()).unwrap_or(0)
     }
+
+    /// Directory groups of a person (see [`DirectoryIndex`]); `email` is used to find them
+    /// only when the IdP has not said it is unverified.
+    pub fn directory_groups(
+        &self,
+        user_id: &str,
+        email: Option<&str>,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Vec<String>> {
+        let verified = !matches!(claims.get("email_verified"), Some(serde_json::Value::Bool(false)));
+        let email = email.filter(|_| verified);
+        self.directory.read().ok()?.groups(user_id, email)
+    }
+}
+
+/// Where a followed bucket's values land.
+trait Mirror<T>: Send + Sync + 'static {
+    /// Swap in a complete load; returns the keys no longer present.
+    fn replace(&self, all: HashMap<String, Arc<T>>) -> Vec<String>;
+    fn put(&self, key: String, value: Arc<T>);
+    fn remove(&self, key: &str);
+}
+
+impl<T: Send + Sync + 'static> Mirror<T> for Map<T> {
+    fn replace(&self, all: HashMap<String, Arc<T>>) -> Vec<String> {
+        match self.write() {
+            Ok(mut m) => {
+                let gone = m.keys().filter(|k| !all.contains_key(*k)).cloned().collect();
+                *m = all;
+                gone
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn put(&self, key: String, value: Arc<T>) {
+        if let Ok(mut m) = self.write() {
+            m.insert(key, value);
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        if let Ok(mut m) = self.write() {
+            m.remove(key);
+        }
+    }
+}
+
+impl Mirror<DirectoryRecord> for Arc<RwLock<DirectoryIndex>> {
+    fn replace(&self, all: HashMap<String, Arc<DirectoryRecord>>) -> Vec<String> {
+        let mut fresh = DirectoryIndex::default();
+        for (k, v) in all {
+            fresh.put(k, v);
+        }
+        match self.write() {
+            Ok(mut d) => {
+                let gone = d.records.keys().filter(|k| !fresh.records.contains_key(*k)).cloned().collect();
+                *d = fresh;
+                gone
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn put(&self, key: String, value: Arc<DirectoryRecord>) {
+        if let Ok(mut d) = self.write() {
+            d.put(key, value);
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        if let Ok(mut d) = self.write() {
+            d.remove(key);
+        }
+    }
 }
 
 /// Keep `replica` in step with the two buckets until `shutdown`. `ready` turns true once both
@@ -62,12 +206,24 @@ pub async fn follow(
     replica: Arc<Replica>,
     sessions: Bucket<Session>,
     users: Bucket<User>,
+    directory: Option<Bucket<DirectoryRecord>>,
     removed: impl Fn(&str) + Send + Sync + 'static,
     ready: watch::Sender<bool>,
     shutdown: Shutdown,
 ) {
     let (s_ready_tx, mut s_ready) = watch::channel(false);
     let (u_ready_tx, mut u_ready) = watch::channel(false);
+    let (d_ready_tx, mut d_ready) = watch::channel(directory.is_none());
+    let d_task = directory.map(|bucket| {
+        tokio::spawn(follow_one(
+            "directory",
+            bucket,
+            replica.directory.clone(),
+            |_: &str| {},
+            d_ready_tx,
+            shutdown.clone(),
+        ))
+    });
     let s_task = tokio::spawn(follow_one(
         "sessions",
         sessions,
@@ -87,18 +243,22 @@ pub async fn follow(
     let both = async {
         let _ = s_ready.wait_for(|v| *v).await;
         let _ = u_ready.wait_for(|v| *v).await;
+        let _ = d_ready.wait_for(|v| *v).await;
     };
     tokio::select! {
         _ = both => { let _ = ready.send(true); }
         _ = shutdown.wait() => {}
     }
     let _ = tokio::join!(s_task, u_task);
+    if let Some(d) = d_task {
+        let _ = d.await;
+    }
 }
 
 async fn follow_one<T>(
     name: &'static str,
     bucket: Bucket<T>,
-    map: Map<T>,
+    map: impl Mirror<T>,
     removed: impl Fn(&str) + Send + Sync,
     ready: watch::Sender<bool>,
     shutdown: Shutdown,
@@ -146,15 +306,9 @@ async fn follow_one<T>(
                 (Some(f), Change::Delete { key }) => {
                     f.remove(&key);
                 }
-                (None, Change::Put { key, value, .. }) => {
-                    if let Ok(mut m) = map.write() {
-                        m.insert(key, Arc::new(value));
-                    }
-                }
+                (None, Change::Put { key, value, .. }) => map.put(key, Arc::new(value)),
                 (None, Change::Delete { key }) => {
-                    if let Ok(mut m) = map.write() {
-                        m.remove(&key);
-                    }
+                    map.remove(&key);
                     removed(&key);
                 }
                 (_, Change::Undecodable { key, error }) => {
@@ -174,21 +328,14 @@ async fn follow_one<T>(
 /// Replace the live map with the freshly loaded one (once per load).
 fn swap_in<T>(
     name: &str,
-    map: &Map<T>,
+    map: &impl Mirror<T>,
     fresh: &mut Option<HashMap<String, Arc<T>>>,
     removed: &impl Fn(&str),
     ready: &watch::Sender<bool>,
 ) {
     let Some(f) = fresh.take() else { return };
     let count = f.len();
-    let gone: Vec<String> = match map.write() {
-        Ok(mut m) => {
-            let gone = m.keys().filter(|k| !f.contains_key(*k)).cloned().collect();
-            *m = f;
-            gone
-        }
-        Err(_) => Vec::new(),
-    };
+    let gone = map.replace(f);
     gone.iter().for_each(|k| removed(k));
     info!(bucket = name, count, "replica loaded");
     let _ = ready.send(true);

@@ -9,6 +9,7 @@ use portcullis_runtime::{Config, Shutdown, buckets};
 use portcullis_schemas::{ServiceName, names_endpoint as endpoint};
 use tracing::{info, warn};
 
+use crate::directory::{self, Directory};
 use crate::handlers::{self, Store};
 use crate::lease::LeaseHolder;
 use crate::lifecycle;
@@ -19,6 +20,8 @@ pub enum BuildError {
     Nats(#[from] BusError),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("directory: {0}")]
+    Directory(#[from] portcullis_directory::ProviderError),
 }
 
 /// The cache service, ready to run.
@@ -26,26 +29,37 @@ pub struct App {
     config: Arc<Config>,
     bus: Bus,
     http: reqwest::Client,
+    provider: Option<Arc<dyn portcullis_directory::Provider>>,
 }
 
 impl App {
     pub async fn build(config: Arc<Config>) -> Result<App, BuildError> {
         let http = http_client().map_err(BuildError::Http)?;
+        let provider = match &config.directory {
+            Some(d) => Some(Arc::from(portcullis_directory::provider(d)?)),
+            None => None,
+        };
         let bus = Bus::connect(&config.nats, "portcullis-cache").await?.with_event_mode(config.events.mode);
-        Ok(App { config, bus, http })
+        Ok(App { config, bus, http, provider })
     }
 
     /// Serve until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
-        let App { config, bus, http } = self;
-        let Some((sessions, users, leases)) = bus::retry("opening the cache buckets", &shutdown, || async {
-            let sessions = bus.bucket(&buckets::sessions(&config)).await?;
-            let users = bus.bucket(&buckets::users(&config)).await?;
-            let leases = bus.bucket(&buckets::leases(&config)).await?;
-            bus.ensure_events_stream(&config.events).await?;
-            Ok::<_, BusError>((sessions, users, leases))
-        })
-        .await
+        let App { config, bus, http, provider } = self;
+        let want_directory = provider.is_some();
+        let Some((sessions, users, leases, directory_bucket)) =
+            bus::retry("opening the cache buckets", &shutdown, || async {
+                let sessions = bus.bucket(&buckets::sessions(&config)).await?;
+                let users = bus.bucket(&buckets::users(&config)).await?;
+                let leases = bus.bucket(&buckets::leases(&config)).await?;
+                let directory = match want_directory {
+                    true => Some(bus.bucket(&buckets::directory(&config)).await?),
+                    false => None,
+                };
+                bus.ensure_events_stream(&config.events).await?;
+                Ok::<_, BusError>((sessions, users, leases, directory))
+            })
+            .await
         else {
             return Ok(());
         };
@@ -78,13 +92,31 @@ impl App {
                 service.endpoint($name, move |q| $handler(s.clone(), q), shutdown.clone()).await?
             }};
         }
+        let directory: Option<Arc<Directory>> = match (provider, directory_bucket, &config.directory) {
+            (Some(provider), Some(bucket), Some(settings)) => {
+                Some(Arc::new(Directory { bus: bus.clone(), bucket, provider, config: settings.clone() }))
+            }
+            _ => None,
+        };
+        macro_rules! serve_directory {
+            ($name:expr, $handler:path) => {{
+                let d = directory.clone();
+                service.endpoint($name, move |q| $handler(d.clone(), q), shutdown.clone()).await?
+            }};
+        }
         let endpoints = vec![
             serve!(endpoint::SESSION_CREATE, handlers::create_session),
             serve!(endpoint::SESSION_GET, handlers::get_session),
             serve!(endpoint::SESSION_REVOKE, handlers::revoke_session),
             serve!(endpoint::SESSION_LIST, handlers::list_sessions),
             serve!(endpoint::SESSION_REVOKE_WHERE, handlers::revoke_where),
+            serve_directory!(endpoint::DIRECTORY_SYNC, directory::request_sync),
+            serve_directory!(endpoint::DIRECTORY_SHOW, directory::show),
         ];
+        let sync_job = directory.map(|d| {
+            let lease = LeaseHolder::new(leases.clone(), directory::JOB, directory::lease_ttl(&d.config));
+            tokio::spawn(directory::run(d, lease, shutdown.clone()))
+        });
         let lease =
             LeaseHolder::new(leases, lifecycle::JOB, lifecycle::lease_ttl(config.sessions.sweep_interval));
         let job =
@@ -95,6 +127,9 @@ impl App {
             let _ = e.await;
         }
         let _ = tokio::join!(job, discovery);
+        if let Some(sync) = sync_job {
+            let _ = sync.await;
+        }
         bus.flush().await;
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Operator commands that talk to a running installation over NATS: `sessions ls|revoke`
-//! and `events tail`. They go through the services' request-reply APIs, never behind their
+//! Operator commands that talk to a running installation over NATS: `sessions ls|revoke`,
+//! `events tail` and `directory sync --now|show`. They go through the services' request-reply APIs, never behind their
 //! backs into KV.
 
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use chrono::DateTime;
 use futures::StreamExt;
 use portcullis_runtime::{Bus, Config, duration};
 use portcullis_schemas::messages::{
-    ListSessionsReply, ListSessionsRequest, RevokeReason, RevokeSessionRequest, RevokeWhereRequest,
-    RevokedReply, SessionReply,
+    DirectoryShowReply, DirectoryShowRequest, DirectorySyncReply, DirectorySyncRequest, ListSessionsReply,
+    ListSessionsRequest, RevokeReason, RevokeSessionRequest, RevokeWhereRequest, RevokedReply, SessionReply,
 };
 
 /// A command's future.
@@ -112,6 +112,72 @@ pub async fn events_tail(
             Ok(e) => println!("{e}"),
             Err(e) => eprintln!("skipping an event: {e}"),
         }
+    }
+    Ok(())
+}
+
+/// `portcullis directory sync --now`: leave a request, then wait for the event that reports
+/// its outcome.
+pub async fn directory_sync(config: Arc<Config>) -> anyhow::Result<()> {
+    let Some(settings) = &config.directory else { bail!("no directory is configured (directory.provider)") };
+    let bus = connect(&config).await?;
+    // Listen before asking, so the outcome cannot slip past.
+    let mut events = bus.tail_events(Some("directory.>"), None).await.context("opening the events stream")?;
+    let reply: DirectorySyncReply = bus
+        .request(bus.contract().cache_directory_sync(), &DirectorySyncRequest {})
+        .await
+        .context("asking the cache service for a sync")?;
+    eprintln!("sync requested ({}); waiting for it", reply.request_id);
+    let wait = settings.refresh_timeout + Duration::from_secs(30);
+    let outcome = tokio::time::timeout(wait, async {
+        while let Some(event) = events.next().await {
+            let Ok(event) = event else { continue };
+            let data = &event["data"];
+            if data["request_id"].as_str() == Some(reply.request_id.as_str()) {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await;
+    let event = match outcome {
+        Ok(Some(e)) => e,
+        Ok(None) => bail!("the event stream ended before the sync reported"),
+        Err(_) => {
+            bail!("no outcome within {wait:?}: is a cache service running with this directory configuration?")
+        }
+    };
+    let data = &event["data"];
+    if event["type"].as_str() == Some(portcullis_schemas::events::DIRECTORY_SYNCED) {
+        println!(
+            "synced from {}: {} users, {} groups, {} users changed, {} records written, {} ms",
+            data["provider"].as_str().unwrap_or("?"),
+            data["users"],
+            data["groups"],
+            data["users_changed"],
+            data["records_written"],
+            data["duration_ms"]
+        );
+        Ok(())
+    } else {
+        bail!("sync failed: {}", data["error"].as_str().unwrap_or("(no reason given)"))
+    }
+}
+
+/// `portcullis directory show EMAIL|ID`
+pub async fn directory_show(config: Arc<Config>, user: String) -> anyhow::Result<()> {
+    let bus = connect(&config).await?;
+    let reply: DirectoryShowReply = bus
+        .request(bus.contract().cache_directory_show(), &DirectoryShowRequest { user })
+        .await
+        .context("asking the cache service")?;
+    let u = &reply.user;
+    println!("id:     {}", u.id);
+    println!("email:  {}", u.email.as_deref().unwrap_or("-"));
+    println!("name:   {}", u.name.as_deref().unwrap_or("-"));
+    println!("groups: {}", reply.groups.len());
+    for g in &reply.groups {
+        println!("  {:<40} {}", g.id, g.name);
     }
     Ok(())
 }

@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Sync the directory now, or show what it says about a user (through the cache service).
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
     /// Evaluate policies offline.
     Policy {
         #[command(subcommand)]
@@ -111,6 +116,25 @@ enum SessionsCommand {
 }
 
 #[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Ask for a sync and wait for its outcome (exit 1 if it failed).
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Sync now rather than at the next refresh_interval.
+        #[arg(long, required = true)]
+        now: bool,
+    },
+    /// A user's directory record and groups.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email or provider user id.
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum EventsCommand {
     /// Print events as they arrive, one JSON object per line.
     Tail {
@@ -138,7 +162,9 @@ fn main() -> ExitCode {
     telemetry::init();
     let (arg, services): (&ConfigArg, &[Service]) = match &cli.command {
         Command::CheckConfig(arg) => return check_config(arg),
-        Command::Sessions { .. } | Command::Events { .. } => return admin(cli.command),
+        Command::Sessions { .. } | Command::Events { .. } | Command::Directory { .. } => {
+            return admin(cli.command);
+        }
         Command::Policy {
             command: PolicyCommand::Eval { config, email, user, claims, groups, ip, method, url },
         } => {
@@ -195,6 +221,12 @@ fn admin(command: Command) -> ExitCode {
         }
         Command::Events { command: EventsCommand::Tail { config, kind, since } } => {
             (config, Box::new(move |c| Box::pin(admin::events_tail(c, kind, since))))
+        }
+        Command::Directory { command: DirectoryCommand::Sync { config, now: _ } } => {
+            (config, Box::new(move |c| Box::pin(admin::directory_sync(c))))
+        }
+        Command::Directory { command: DirectoryCommand::Show { config, user } } => {
+            (config, Box::new(move |c| Box::pin(admin::directory_show(c, user))))
         }
         _ => return ExitCode::FAILURE,
     };

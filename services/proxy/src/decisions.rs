@@ -1,7 +1,7 @@
 //! The soft decision cache: authorize's replies reused for a while per (session, route).
 //!
 //! Never authoritative: authorize says in each reply whether and how long a decision may be
-//! reused; session events (revoked, expired, refreshed) and user updates drop entries at
+//! reused; session events (revoked, expired, refreshed), user updates and directory changes drop entries at
 //! once; losing the subscription empties the cache; a restart loses it harmlessly.
 
 use std::collections::HashMap;
@@ -128,6 +128,8 @@ impl DecisionCache {
                     }
                     // Identity changed (groups, email): drop everything rather than index users.
                     "user.updated" => self.clear(),
+                    // Directory groups changed (membership, or a group renamed): same.
+                    "directory.user.groups_changed" | "directory.synced" => self.clear(),
                     _ => {}
                 }
             }

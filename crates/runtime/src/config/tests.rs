@@ -200,3 +200,64 @@ fn route_timeouts_default_like_pomerium_and_zero_turns_them_off() {
     doc["routes"][0]["idle_timeout"] = json!("soon");
     assert!(errors_for(doc).iter().any(|e| e.starts_with("routes[0].idle_timeout:")));
 }
+
+#[test]
+fn a_directory_section_validates_with_defaults_and_hides_credentials() {
+    let mut doc = base();
+    doc["directory"] = json!({"provider": "scim", "scim": {"url": "https://scim.example.com/v2", "bearer_token": "tok-123"}});
+    let c = validate(doc).expect("valid");
+    let d = c.directory.expect("directory configured");
+    assert_eq!(d.refresh_interval, Duration::from_secs(600));
+    assert_eq!(d.refresh_timeout, Duration::from_secs(300));
+    assert_eq!(d.requests_per_second, Some(10.0));
+    let DirectoryProvider::Scim(s) = &d.provider else { panic!("scim") };
+    assert_eq!(s.bearer_token.as_ref().map(Credential::expose), Some("tok-123"));
+    assert!(!format!("{d:?}").contains("tok-123"), "credentials must not show in Debug");
+    assert!(validate(base()).expect("valid").directory.is_none());
+}
+
+#[test]
+fn directory_errors_name_the_field() {
+    let cases = [
+        (json!({"scim": {"url": "x"}}), "directory.provider:"),
+        (json!({"provider": "nope"}), "directory.provider:"),
+        (json!({"provider": "scim", "scim": {"url": "ftp://scim"}}), "directory.scim.url:"),
+        (
+            json!({"provider": "scim", "scim": {"url": "https://s", "bearer_tokne": "x"}}),
+            "directory.scim.bearer_tokne:",
+        ),
+        (json!({"provider": "okta", "okta": {"url": "https://o.okta.com"}}), "directory.okta.api_token:"),
+        (
+            json!({"provider": "okta", "okta": {"url": "https://o", "api_token": "a", "api_token_file": "/x"}}),
+            "directory.okta.api_token:",
+        ),
+        (
+            json!({"provider": "ldap", "ldap": {"url": "http://ldap", "user_base_dn": "dc=x"}}),
+            "directory.ldap.url:",
+        ),
+        (json!({"provider": "ldap", "ldap": {"url": "ldap://ldap"}}), "directory.ldap.user_base_dn:"),
+        (
+            json!({"provider": "ldap", "ldap": {"url": "ldap://l", "user_base_dn": "dc=x", "membership": "both"}}),
+            "directory.ldap.membership:",
+        ),
+        (
+            json!({"provider": "google", "google": {"service_account": "{}", "impersonate_user": "a@b"}}),
+            "directory.google.service_account:",
+        ),
+        (
+            json!({"provider": "scim", "refresh_interval": "0s", "scim": {"url": "https://s"}}),
+            "directory.refresh_interval:",
+        ),
+        (
+            json!({"provider": "scim", "requests_per_second": -1, "scim": {"url": "https://s"}}),
+            "directory.requests_per_second:",
+        ),
+        (json!({"provider": "scim", "scim": {"url": "https://s"}, "typo": 1}), "directory.typo:"),
+    ];
+    for (section, field) in cases {
+        let mut doc = base();
+        doc["directory"] = section.clone();
+        let errors = errors_for(doc);
+        assert!(errors.iter().any(|e| e.starts_with(field)), "{field} missing for {section}: {errors:?}");
+    }
+}
