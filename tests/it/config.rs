@@ -174,6 +174,22 @@ async fn client_certificates_are_required_and_matched_by_policy() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["reasons"], serde_json::json!(["invalid-client-certificate"]));
 
+    // A look-alike certificate from an untrusted CA (same CA name, same SANs): the handshake
+    // completes and every request gets the 495 page, never the policy (the SAN route below
+    // would allow these names).
+    let rogue = env.browser_with_untrusted_certificate();
+    let r = rogue.get_json(&env.app_url("/mtls")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 495);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["reasons"], serde_json::json!(["invalid-client-certificate"]));
+    let r = rogue.get_html(&format!("https://cert.localhost:{}/san/device", env.port)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 495);
+    assert!(r.text().await.unwrap().contains("495"));
+    assert!(
+        env.upstream.requests().iter().all(|q| q.path_and_query != "/san/device"),
+        "nothing reached the upstream"
+    );
+
     // A route whose policy names the certificate's fingerprint: no sign-in needed.
     let cert_route = format!("https://cert.localhost:{}/device", env.port);
     assert_eq!(env.browser().get_json(&cert_route).await.unwrap().status(), 200);

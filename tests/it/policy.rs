@@ -140,6 +140,16 @@ async fn requests_are_spread_across_upstreams() {
         u.requests().iter().filter(|r| r.path_and_query.starts_with("/lb/")).count()
     };
     assert_eq!((count(&env.upstream), count(&env.upstream2)), (5, 5), "round robin over two upstreams");
+
+    // Pomerium's weights (`URL,weight`): three to one, interleaved.
+    for i in 0..8 {
+        let r = browser.get_json(&env.url_on("lb.localhost", &format!("/weighted/{i}"))).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let weighted = |u: &portcullis_e2e::Upstream| {
+        u.requests().iter().filter(|r| r.path_and_query.starts_with("/weighted/")).count()
+    };
+    assert_eq!((weighted(&env.upstream), weighted(&env.upstream2)), (6, 2), "weights 3 and 1");
 }
 
 #[tokio::test]

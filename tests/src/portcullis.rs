@@ -374,6 +374,22 @@ impl TestEnv {
         Browser::with_identity(self.port, self.certificate.as_deref(), self.client_identity.as_deref())
     }
 
+    /// A browser with a client certificate from a CA Portcullis does not trust, with the
+    /// same names as the trusted CA and certificate (a look-alike).
+    pub fn browser_with_untrusted_certificate(&self) -> Browser {
+        ca_and_leaf(
+            self.dir.path(),
+            "rogue",
+            "/CN=portcullis client CA",
+            "/CN=alice-laptop",
+            "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n\
+             subjectAltName=email:alice@example.com,DNS:alice-laptop.corp.example,URI:spiffe://example.com/alice\n",
+        );
+        let mut identity = std::fs::read(self.dir.path().join("rogue.pem")).expect("rogue cert");
+        identity.extend(std::fs::read(self.dir.path().join("rogue.key")).expect("rogue key"));
+        Browser::with_identity(self.port, self.certificate.as_deref(), Some(&identity))
+    }
+
     /// A browser without a client certificate (for mTLS tests).
     pub fn browser_without_certificate(&self) -> Browser {
         Browser::new(self.port, self.certificate.as_deref())
@@ -523,6 +539,10 @@ routes:
       https_redirect: true
       host_redirect: example.com
       response_code: 302
+    allow_public_unauthenticated_access: true
+  - from: http://lb.localhost
+    prefix: /weighted/
+    to: ["{upstream},3", "{upstream2},1"]
     allow_public_unauthenticated_access: true
   - from: http://lb.localhost
     to: [{upstream}, {upstream2}]

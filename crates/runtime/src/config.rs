@@ -495,6 +495,9 @@ pub struct Route {
     pub index: usize,
     pub from: RouteFrom,
     pub to: Vec<Url>,
+    /// Relative load-balancing weight of each `to` entry (Pomerium's `url,weight`); all 1
+    /// when none is given.
+    pub weights: Vec<u32>,
     pub prefix: Option<String>,
     pub path: Option<String>,
     pub policy: Policy,
@@ -1196,14 +1199,19 @@ fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Rout
             }
         };
         let action = route_action(p, &r, &field);
-        let to: Vec<Url> = match r.to.clone().map(StringOrList::into_vec) {
-            Some(list) if !list.is_empty() => {
-                list.iter().filter_map(|t| p.check(&field("to"), upstream_url(t))).collect()
-            }
-            _ if !matches!(action, RouteAction::Forward) => Vec::new(),
-            _ => {
+        // Pomerium reads each `to` entry whole (a single string is one upstream), with an
+        // optional `,weight` after the URL.
+        let entries = match r.to.clone() {
+            Some(StringOrList::One(s)) => vec![s],
+            Some(StringOrList::Many(v)) => v,
+            None => Vec::new(),
+        };
+        let (to, weights): (Vec<Url>, Vec<u32>) = match entries.is_empty() {
+            false => weighted_upstreams(p, &field("to"), &entries),
+            true if !matches!(action, RouteAction::Forward) => (Vec::new(), Vec::new()),
+            true => {
                 p.add(field("to"), "required: the upstream URL(s) (or `redirect` or `response`)");
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         let regex = r.regex.as_deref().and_then(|re| {
@@ -1310,6 +1318,7 @@ fn routes(p: &mut Problems, raw: &[Value], defaults: &RouteDefaults) -> Vec<Rout
                 index: i,
                 from,
                 to,
+                weights,
                 prefix: r.prefix.clone(),
                 path: r.path.clone(),
                 policy,
@@ -1519,6 +1528,34 @@ fn route_from(text: &str) -> Result<RouteFrom, String> {
         host = format!("*.{host}");
     }
     Ok(RouteFrom { scheme: url.scheme().to_owned(), host, port: url.port() })
+}
+
+/// `to` entries (`URL` or `URL,weight`) as URLs and weights. As in Pomerium, a weight is a
+/// whole number above zero, and either every entry has one or none does.
+fn weighted_upstreams(p: &mut Problems, field: &str, entries: &[String]) -> (Vec<Url>, Vec<u32>) {
+    let mut to = Vec::with_capacity(entries.len());
+    let mut weights = Vec::with_capacity(entries.len());
+    let mut weighted = 0;
+    for entry in entries {
+        let (url, weight) = match entry.split_once(',') {
+            None => (entry.trim(), None),
+            Some((url, w)) => match w.trim().parse::<u32>() {
+                Ok(0) | Err(_) => {
+                    p.add(field, format!("`{entry}`: the weight after `,` must be a whole number above 0"));
+                    continue;
+                }
+                Ok(w) => (url.trim(), Some(w)),
+            },
+        };
+        let Some(url) = p.check(field, upstream_url(url)) else { continue };
+        weighted += usize::from(weight.is_some());
+        to.push(url);
+        weights.push(weight.unwrap_or(1));
+    }
+    if weighted != 0 && weighted != to.len() {
+        p.add(field, "give every upstream a weight (`URL,weight`) or none");
+    }
+    (to, weights)
 }
 
 fn upstream_url(text: &str) -> Result<Url, String> {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use portcullis_runtime::bus::{Bus, BusError};
 use portcullis_runtime::{Config, Shutdown};
 use tokio::net::TcpSocket;
-use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
 use portcullis_runtime::reload::LiveConfig;
@@ -36,7 +35,7 @@ pub enum BuildError {
 pub struct App {
     sockets: Vec<TcpSocket>,
     address: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<server::Tls>,
     config: Arc<Config>,
     bus: Bus,
     decisions: Arc<DecisionCache>,

@@ -11,6 +11,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use portcullis_runtime::Shutdown;
 use portcullis_runtime::config::TlsFiles;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
@@ -39,8 +41,87 @@ pub enum TlsError {
     ClientCa(String),
 }
 
+/// The TLS side of the listener: the acceptor, and with `client_ca_file` the verifier that
+/// decides, after the handshake, whether a presented client certificate is trusted.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+/// Asks for a client certificate and lets the handshake finish whatever chain it presents,
+/// so that an untrusted certificate gets Pomerium's 495 page instead of a TLS alert. The
+/// proof of possession (the handshake signature) is still checked here by the WebPKI
+/// verifier; the chain is checked right after the handshake ([`trusted_client_certificate`]),
+/// and a certificate that fails is treated as absent: fail closed, 495.
+#[derive(Debug)]
+struct AskForAnyChain(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for AskForAnyChain {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The client certificate of a finished handshake, if one was presented and its chain verifies
+/// against `client_ca_file` now; an untrusted one is logged and treated as absent.
+fn trusted_client_certificate(
+    tls: &Tls,
+    conn: &rustls::ServerConnection,
+    peer: std::net::SocketAddr,
+) -> Option<ClientCertificate> {
+    let verifier = tls.client_verifier.as_ref()?;
+    let (leaf, intermediates) = conn.peer_certificates()?.split_first()?;
+    match verifier.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+        Ok(_) => client_certificate(leaf),
+        Err(error) => {
+            debug!(%error, %peer, "client certificate does not verify against client_ca_file; answering 495");
+            None
+        }
+    }
+}
+
 /// Build the rustls acceptor from the configured files.
-pub fn tls_acceptor(files: &TlsFiles, client_ca_pem: Option<&str>) -> Result<TlsAcceptor, TlsError> {
+pub fn tls_acceptor(files: &TlsFiles, client_ca_pem: Option<&str>) -> Result<Tls, TlsError> {
     let cert_path = files.certificate_file.display().to_string();
     let key_path = files.certificate_key_file.display().to_string();
     let cert_pem = std::fs::read(&files.certificate_file)
@@ -60,11 +141,12 @@ pub fn tls_acceptor(files: &TlsFiles, client_ca_pem: Option<&str>) -> Result<Tls
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Pair(e.to_string()))?;
+    let mut client_verifier = None;
     let builder = match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(pem) => {
-            // Certificates are asked for, not required, so that a missing one gets a clear
-            // 495 page; one that does not verify fails the handshake.
+            // Certificates are asked for, not required, and any chain completes the handshake,
+            // so that a missing or untrusted one gets a clear 495 page.
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
                 let cert = cert.map_err(|e| TlsError::ClientCa(e.to_string()))?;
@@ -75,12 +157,13 @@ pub fn tls_acceptor(files: &TlsFiles, client_ca_pem: Option<&str>) -> Result<Tls
                     .allow_unauthenticated()
                     .build()
                     .map_err(|e| TlsError::ClientCa(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            client_verifier = Some(verifier.clone());
+            builder.with_client_cert_verifier(Arc::new(AskForAnyChain(verifier)))
         }
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Pair(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)), client_verifier })
 }
 
 /// The per-connection request handler.
@@ -140,7 +223,7 @@ fn with_request_id(mut response: http::Response<crate::Body>, id: &str) -> http:
 }
 
 /// Serve `listener` until `shutdown`, then drain.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, shutdown: Shutdown) {
+pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Oversized or too many request headers get 431 from hyper.
@@ -171,23 +254,22 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
                     }
                 });
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
+            Some(tls) => {
+                let tls = tls.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
-                            Err(_) => return debug!(%peer, "TLS handshake timed out"),
-                        };
-                    let cert = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(client_certificate);
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        tls.acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(error)) => return debug!(%error, %peer, "TLS handshake failed"),
+                        Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let cert = trusted_client_certificate(&tls, stream.get_ref().1, peer);
                     let service = service(proxy, peer, true, cert.map(Arc::new));
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
