@@ -21,6 +21,8 @@ pub fn all_schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("authorize.check.request", schema_for!(messages::CheckRequest)),
         ("authorize.check.reply", schema_for!(messages::CheckReply)),
+        ("authorize.check_batch.request", schema_for!(messages::CheckBatchRequest)),
+        ("authorize.check_batch.reply", schema_for!(messages::CheckBatchReply)),
         ("authenticate.http.request", schema_for!(messages::HttpRequest)),
         ("authenticate.http.reply", schema_for!(messages::HttpReply)),
         ("cache.session.create.request", schema_for!(messages::CreateSessionRequest)),

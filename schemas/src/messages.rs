@@ -72,6 +72,19 @@ pub struct CheckRequest {
     pub client_certificate: Option<ClientCertificate>,
 }
 
+/// `authorize.check_batch`: several checks in one message. A proxy sends one when checks
+/// queue up behind those already in flight; each is decided exactly as on `authorize.check`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CheckBatchRequest {
+    pub checks: Vec<CheckRequest>,
+}
+
+/// One result per check, in the order of the request.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CheckBatchReply {
+    pub results: Vec<Reply<CheckReply>>,
+}
+
 /// A verified downstream client certificate, as policies see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientCertificate {

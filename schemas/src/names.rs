@@ -73,6 +73,13 @@ impl Contract {
         format!("{}.{}", self.service_group(ServiceName::Authorize), endpoint::CHECK)
     }
 
+    /// `authorize.check_batch`: [`crate::messages::CheckBatchRequest`] →
+    /// [`crate::messages::CheckBatchReply`]: the checks a proxy has in flight at one moment,
+    /// in one message (each decided on its own).
+    pub fn authorize_check_batch(&self) -> String {
+        format!("{}.{}", self.service_group(ServiceName::Authorize), endpoint::CHECK_BATCH)
+    }
+
     /// `authenticate.http`: [`crate::messages::HttpRequest`] → [`crate::messages::HttpReply`].
     pub fn authenticate_http(&self) -> String {
         format!("{}.{}", self.service_group(ServiceName::Authenticate), endpoint::HTTP)
@@ -172,6 +179,7 @@ impl Contract {
 /// Endpoint names inside each service group.
 pub mod endpoint {
     pub const CHECK: &str = "check";
+    pub const CHECK_BATCH: &str = "check_batch";
     pub const HTTP: &str = "http";
     pub const SESSION_CREATE: &str = "session.create";
     pub const SESSION_GET: &str = "session.get";
@@ -190,6 +198,7 @@ mod tests {
     fn default_names_match_the_design() {
         let c = Contract::default();
         assert_eq!(c.authorize_check(), "portcullis.authorize.check");
+        assert_eq!(c.authorize_check_batch(), "portcullis.authorize.check_batch");
         assert_eq!(c.authenticate_http(), "portcullis.authenticate.http");
         assert_eq!(c.cache_session_create(), "portcullis.cache.session.create");
         assert_eq!(c.cache_session_revoke(), "portcullis.cache.session.revoke");

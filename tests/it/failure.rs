@@ -23,7 +23,10 @@ async fn without_authorize_the_proxy_fails_closed_with_503_and_keeps_the_cookie(
     // A stalled authorize (subscribed, never answers): 503 after the configured timeout.
     let nats = env.nats.client().await;
     let mut stalled = nats
-        .queue_subscribe(Contract::default().authorize_check(), Contract::default().queue_group().into())
+        .queue_subscribe(
+            Contract::default().authorize_check_batch(),
+            Contract::default().queue_group().into(),
+        )
         .await
         .unwrap();
     nats.flush().await.unwrap();
@@ -113,10 +116,10 @@ async fn each_service_works_with_only_the_nats_permissions_deploy_gives_it() {
         "proxy must not read sessions"
     );
     let proxy_client = env.nats.client_as("proxy").await;
-    let mut sub = proxy_client.subscribe(Contract::default().authorize_check()).await.unwrap();
+    let mut sub = proxy_client.subscribe(Contract::default().authorize_check_batch()).await.unwrap();
     proxy_client.flush().await.unwrap();
     let admin = env.nats.client().await;
-    let _ = admin.publish(Contract::default().authorize_check(), "{}".into()).await;
+    let _ = admin.publish(Contract::default().authorize_check_batch(), "{}".into()).await;
     admin.flush().await.unwrap();
     let got = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(!matches!(got, Ok(Some(_))), "proxy must not receive authorize requests");
@@ -132,4 +135,38 @@ async fn each_service_works_with_only_the_nats_permissions_deploy_gives_it() {
     // No service was refused anything it needs (the cache's first sweep and lease included).
     let logs = env.all_logs();
     assert!(!logs.to_lowercase().contains("permissions violation"), "{logs}");
+}
+
+#[tokio::test]
+async fn without_the_decision_cache_every_request_is_checked_and_concurrent_checks_share_messages() {
+    let env = TestEnv::start_with(Options { decision_cache: false, ..Options::default() }).await;
+    let browser = env.browser();
+    assert_eq!(browser.login(&env.app_url("/"), "alice").await.final_response.status(), 200);
+    let anonymous = env.browser_without_certificate();
+    let nats = env.nats.client().await;
+    let mut messages = nats.subscribe(Contract::default().authorize_check_batch()).await.unwrap();
+    nats.flush().await.unwrap();
+
+    // Thirty requests of alice's and ten anonymous ones, all at once.
+    let urls: Vec<String> = (0..40).map(|i| env.app_url(&format!("/together/{i}"))).collect();
+    let alice = urls[..30].iter().map(|u| browser.get_json(u));
+    let strangers = urls[30..].iter().map(|u| anonymous.get_json(u));
+    let statuses: Vec<u16> = futures::future::join_all(alice.chain(strangers))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    // Each decided on its own: alice's allowed, the strangers asked to sign in.
+    assert_eq!(statuses[..30], [200; 30]);
+    assert_eq!(statuses[30..], [401; 10]);
+
+    // Every request was put to authorize; checks in flight at the same time shared messages.
+    let (mut checks, mut count) = (0, 0);
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), messages.next()).await {
+        let batch: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        checks += batch["checks"].as_array().unwrap().len();
+        count += 1;
+    }
+    assert_eq!(checks, 40, "one check per request");
+    assert!(count < 40, "{count} messages for 40 concurrent checks");
 }

@@ -29,7 +29,7 @@ use crate::events;
 use crate::shutdown::Shutdown;
 
 /// What went wrong talking over NATS. Says whether a retry may help.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     #[error("no reply within {0:?}")]
     Timeout(Duration),

@@ -85,19 +85,30 @@ impl App {
         else {
             return Ok(());
         };
+        let c = checker.clone();
         let check = service
             .endpoint(
                 endpoint::CHECK,
                 move |q| {
-                    let c = checker.clone();
+                    let c = c.clone();
                     async move { c.check(q).await }
+                },
+                shutdown.clone(),
+            )
+            .await?;
+        let check_batch = service
+            .endpoint(
+                endpoint::CHECK_BATCH,
+                move |q| {
+                    let c = checker.clone();
+                    async move { Ok(c.check_batch(q).await) }
                 },
                 shutdown.clone(),
             )
             .await?;
         info!(routes = config.routes.len(), sessions = replica.session_count(), "authorize service ready");
         shutdown.wait().await;
-        let _ = tokio::join!(check, follower, pruner);
+        let _ = tokio::join!(check, check_batch, follower, pruner);
         Ok(())
     }
 }

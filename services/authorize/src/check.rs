@@ -5,7 +5,10 @@ use std::sync::Arc;
 use portcullis_policy::{ClientCertFacts, Decision, Input, RequestFacts, UserFacts};
 use portcullis_runtime::bucket::Bucket;
 use portcullis_runtime::{buckets, now_unix};
-use portcullis_schemas::messages::{CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Session};
+use portcullis_schemas::messages::{
+    CheckBatchReply, CheckBatchRequest, CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Reply,
+    Session,
+};
 use tracing::{debug, error, warn};
 
 use crate::jwt::{Identity, Minter};
@@ -161,6 +164,19 @@ impl Checker {
                 CheckReply::Login { reasons: reasons.to_strings(), cache_for_ms: cache_for(i64::MAX) }
             }
         })
+    }
+
+    /// Each check of a batch, decided on its own (concurrently, so a session read from KV does
+    /// not hold up the others); results in request order.
+    pub async fn check_batch(&self, batch: CheckBatchRequest) -> CheckBatchReply {
+        let results = futures::future::join_all(batch.checks.into_iter().map(|q| async move {
+            match self.check(q).await {
+                Ok(r) => Reply::Ok(r),
+                Err(e) => Reply::Error(e),
+            }
+        }))
+        .await;
+        CheckBatchReply { results }
     }
 
     /// The session's OIDC tokens the route's header templates ask for, re-sealed for the

@@ -93,6 +93,16 @@ impl App {
                     Err(e) => return error!(error = %e, "cannot start a proxy thread"),
                 };
                 runtime.block_on(async move {
+                    // Each serving thread asks authorize over its own NATS connection, driven
+                    // by this thread's runtime: a check and its reply never cross threads. The
+                    // shared connection keeps the event subscription.
+                    let bus = match Bus::connect(&config.nats, &format!("portcullis-proxy-{i}")).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            error!(error = %e, "cannot set up this thread's NATS connection; using the shared one");
+                            bus
+                        }
+                    };
                     let client = match crate::forward::client(None, &roots) {
                         Ok(c) => c,
                         Err(e) => return error!(error = %e, "cannot build the upstream client"),

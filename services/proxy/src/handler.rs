@@ -37,6 +37,8 @@ pub struct Proxy {
     /// Name of the route-host cookie binding a login to its browser.
     pub binding_cookie: String,
     pub decisions: Arc<DecisionCache>,
+    /// This thread's way to authorize (checks in flight together share messages).
+    checks: Arc<crate::checks::Checks>,
     pub balancer: Arc<Balancer>,
     /// The current routes (reloaded when the file changes).
     pub live: LiveConfig,
@@ -81,6 +83,7 @@ impl Proxy {
             template_sealer: Sealer::new(&config.shared_secret, Purpose::Tokens),
             binding_cookie: flow::binding_cookie_name(&config.cookie.name),
             decisions,
+            checks: crate::checks::Checks::new(bus.clone()),
             balancer,
             live,
             route_clients: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -261,8 +264,7 @@ impl Proxy {
                             && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
                         client_certificate: facts.client_certificate.as_deref().cloned(),
                     };
-                    let answer: Result<CheckReply, BusError> =
-                        self.bus.request(self.bus.contract().authorize_check(), &check).await;
+                    let answer: Result<CheckReply, BusError> = self.checks.check(check).await;
                     answer.map(|r| {
                         let r = Arc::new(r);
                         self.decisions.put(session_id.as_deref(), &route.id, &r, generation);

@@ -10,6 +10,7 @@
 
 mod app;
 mod balance;
+mod checks;
 mod cookie;
 mod decisions;
 mod error;
