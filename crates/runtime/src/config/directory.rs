@@ -439,7 +439,7 @@ impl Fields<'_> {
                 Some(u)
             }
             Ok(_) => {
-                self.p.add(field, format!("must be a {} URL with a host", schemes.join(" or ")));
+                self.p.add(field, format!("must be an {} URL with a host", schemes.join(" or ")));
                 None
             }
             Err(e) => {
