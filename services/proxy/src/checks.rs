@@ -36,14 +36,18 @@ impl Checks {
         Arc::new(Checks { bus, subject, state: Mutex::new(State::default()) })
     }
 
+    /// The queue. A counter and a list stay consistent even if a holder panicked, so a
+    /// poisoned lock is used as it is rather than stopping every check for good.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Authorize's decision on `check`. Fails closed: no answer within the request deadline
     /// (however long the check waited for a message) is an error.
     pub async fn check(self: &Arc<Self>, check: CheckRequest) -> Result<CheckReply, BusError> {
         let (tx, rx) = oneshot::channel();
         let batch = {
-            let Ok(mut state) = self.state.lock() else {
-                return Err(BusError::Nats("check queue poisoned".into()));
-            };
+            let mut state = self.state();
             state.queue.push((check, tx));
             if state.in_flight < MAX_IN_FLIGHT {
                 state.in_flight += 1;
@@ -67,6 +71,7 @@ impl Checks {
 
     /// Send `batch`, hand out the answers, and go on with whatever queued meanwhile.
     async fn send(self: Arc<Self>, mut batch: Vec<(CheckRequest, Waiter)>) {
+        let mut slot = Slot { checks: self.clone(), held: true };
         loop {
             let (checks, waiters): (Vec<CheckRequest>, Vec<Waiter>) = batch.into_iter().unzip();
             let count = checks.len();
@@ -87,12 +92,30 @@ impl Checks {
                 }
                 Err(error) => waiters.into_iter().for_each(|w| drop(w.send(Err(error.clone())))),
             }
-            let Ok(mut state) = self.state.lock() else { return };
+            let mut state = self.state();
             if state.queue.is_empty() {
-                state.in_flight -= 1;
+                state.in_flight = state.in_flight.saturating_sub(1);
+                slot.held = false;
                 return;
             }
             batch = take(&mut state.queue);
+        }
+    }
+}
+
+/// A message slot held by a sending task. Given back by the task when its queue is empty;
+/// if the task ends any other way (a panic, the runtime stopping), given back here, so the
+/// next check starts a new message instead of waiting behind one that will never return.
+struct Slot {
+    checks: Arc<Checks>,
+    held: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.held {
+            let mut state = self.checks.state();
+            state.in_flight = state.in_flight.saturating_sub(1);
         }
     }
 }
