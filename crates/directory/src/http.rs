@@ -229,7 +229,10 @@ pub fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
     for name in ["x-rate-limit-reset", "x-ratelimit-reset"] {
         if let Some(reset) = headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok()) {
-            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+            // A reset time beyond what SystemTime holds waits the longest allowed wait.
+            let Some(at) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) else {
+                return Some(MAX_WAIT);
+            };
             return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
         }
     }
@@ -285,6 +288,9 @@ mod tests {
         h.insert("x-rate-limit-reset", HeaderValue::from_static("1700000005"));
         assert_eq!(retry_wait(&h, now), Some(Duration::from_secs(5)));
         assert_eq!(retry_wait(&HeaderMap::new(), now), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("18446744073709551615"));
+        assert_eq!(retry_wait(&h, now), Some(MAX_WAIT), "a reset beyond any date waits the longest allowed");
     }
 
     #[test]

@@ -96,12 +96,14 @@ impl App {
                 shutdown.clone(),
             )
             .await?;
+        // Each check answers well within the proxy's own deadline for the message.
+        let per_check = config.nats.request_timeout / 2;
         let check_batch = service
             .endpoint(
                 endpoint::CHECK_BATCH,
                 move |q| {
                     let c = checker.clone();
-                    async move { Ok(c.check_batch(q).await) }
+                    async move { Ok(c.check_batch(q, per_check).await) }
                 },
                 shutdown.clone(),
             )

@@ -167,12 +167,21 @@ impl Checker {
     }
 
     /// Each check of a batch, decided on its own (concurrently, so a session read from KV does
-    /// not hold up the others); results in request order.
-    pub async fn check_batch(&self, batch: CheckBatchRequest) -> CheckBatchReply {
+    /// not hold up the others), each within `deadline` (a slow one answers `unavailable`
+    /// rather than hold up the message); results in request order.
+    pub async fn check_batch(
+        &self,
+        batch: CheckBatchRequest,
+        deadline: std::time::Duration,
+    ) -> CheckBatchReply {
         let results = futures::future::join_all(batch.checks.into_iter().map(|q| async move {
-            match self.check(q).await {
-                Ok(r) => Reply::Ok(r),
-                Err(e) => Reply::Error(e),
+            match tokio::time::timeout(deadline, self.check(q)).await {
+                Ok(Ok(r)) => Reply::Ok(r),
+                Ok(Err(e)) => Reply::Error(e),
+                Err(_) => Reply::Error(ErrorReply {
+                    code: ErrorCode::Unavailable,
+                    message: "the check took too long".into(),
+                }),
             }
         }))
         .await;

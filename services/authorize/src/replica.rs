@@ -27,8 +27,9 @@ pub struct Replica {
 #[derive(Default)]
 pub struct DirectoryIndex {
     records: HashMap<String, Arc<DirectoryRecord>>,
-    /// Lower-cased email → user key.
-    by_email: HashMap<String, String>,
+    /// Lower-cased email → the keys of the users with it. An email two directory users share
+    /// matches nobody: it cannot say which of them signed in.
+    by_email: HashMap<String, Vec<String>>,
 }
 
 impl DirectoryIndex {
@@ -40,18 +41,21 @@ impl DirectoryIndex {
     }
 
     fn unindex(&mut self, key: &str) {
-        if let Some(email) = self.records.get(key).and_then(|r| Self::email_of(r))
-            && self.by_email.get(email).is_some_and(|k| k == key)
-        {
-            let email = email.to_owned();
-            self.by_email.remove(&email);
+        let Some(email) = self.records.get(key).and_then(|r| Self::email_of(r)).map(str::to_owned) else {
+            return;
+        };
+        if let Some(keys) = self.by_email.get_mut(&email) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_email.remove(&email);
+            }
         }
     }
 
     fn put(&mut self, key: String, value: Arc<DirectoryRecord>) {
         self.unindex(&key);
         if let Some(email) = Self::email_of(&value) {
-            self.by_email.insert(email.to_owned(), key.clone());
+            self.by_email.entry(email.to_owned()).or_default().push(key.clone());
         }
         self.records.insert(key, value);
     }
@@ -61,18 +65,23 @@ impl DirectoryIndex {
         self.records.remove(key);
     }
 
-    /// The groups (ids, then names where they differ) of the directory user with `user_id`,
-    /// else of the one with `email`; `None` when the directory does not know the person.
-    fn groups(&self, user_id: &str, email: Option<&str>) -> Option<Vec<String>> {
-        let user = match self.records.get(&directory_user_key(user_id)).map(|r| &**r) {
-            Some(DirectoryRecord::User(u)) => u,
-            _ => {
-                let key = self.by_email.get(&email?.to_lowercase())?;
-                match self.records.get(key).map(|r| &**r) {
+    /// The groups (ids, then names where they differ) of the directory user whose id is one
+    /// of `ids`, else of the one user with `email`; `None` when the directory does not know
+    /// the person.
+    fn groups(&self, ids: &[&str], email: Option<&str>) -> Option<Vec<String>> {
+        let by_id = ids.iter().find_map(|id| match self.records.get(&directory_user_key(id)).map(|r| &**r) {
+            Some(DirectoryRecord::User(u)) => Some(u),
+            _ => None,
+        });
+        let user = match by_id {
+            Some(u) => u,
+            None => match self.by_email.get(&email?.to_lowercase()).map(Vec::as_slice) {
+                Some([key]) => match self.records.get(key).map(|r| &**r) {
                     Some(DirectoryRecord::User(u)) => u,
                     _ => return None,
-                }
-            }
+                },
+                _ => return None,
+            },
         };
         let mut out = Vec::with_capacity(user.groups.len() * 2);
         for id in &user.groups {
@@ -124,17 +133,28 @@ impl Replica {
         self.sessions.read().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Directory groups of a person (see [`DirectoryIndex`]); `email` is used to find them
-    /// only when the IdP has not said it is unverified.
+    /// Directory groups of a person (see [`DirectoryIndex`]): the directory user whose id is
+    /// the IdP's `sub`, or its `oid` (Microsoft Entra ID's object id, what Graph lists, as
+    /// Entra's `sub` differs per application); else the one directory user with the person's
+    /// email, and only when the IdP says the email is verified (`email_verified: true`): an
+    /// unverified or unattested email could be anyone's.
     pub fn directory_groups(
         &self,
         user_id: &str,
         email: Option<&str>,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Option<Vec<String>> {
-        let verified = !matches!(claims.get("email_verified"), Some(serde_json::Value::Bool(false)));
+        let verified = match claims.get("email_verified") {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
         let email = email.filter(|_| verified);
-        self.directory.read().ok()?.groups(user_id, email)
+        let mut ids = vec![user_id];
+        if let Some(oid) = claims.get("oid").and_then(serde_json::Value::as_str) {
+            ids.push(oid);
+        }
+        self.directory.read().ok()?.groups(&ids, email)
     }
 }
 
@@ -339,4 +359,74 @@ fn swap_in<T>(
     gone.iter().for_each(|k| removed(k));
     info!(bucket = name, count, "replica loaded");
     let _ = ready.send(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_schemas::messages::{DirectoryGroup, DirectoryUser};
+    use serde_json::json;
+
+    use super::*;
+
+    fn user(id: &str, email: &str, groups: &[&str]) -> (String, Arc<DirectoryRecord>) {
+        let u = DirectoryUser {
+            id: id.into(),
+            email: Some(email.into()),
+            name: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        };
+        (directory_user_key(id), Arc::new(DirectoryRecord::User(u)))
+    }
+
+    fn replica(records: Vec<(String, Arc<DirectoryRecord>)>) -> Replica {
+        let r = Replica::default();
+        r.directory.replace(records.into_iter().collect());
+        r
+    }
+
+    fn claims(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn people_are_matched_by_id_then_by_a_verified_unique_email() {
+        let group =
+            DirectoryRecord::Group(DirectoryGroup { id: "g1".into(), name: "eng".into(), email: None });
+        let r = replica(vec![
+            user("u-alice", "alice@example.com", &["g1"]),
+            user("u-bob", "bob@example.com", &["g1"]),
+            user("u-bob2", "bob@example.com", &[]),
+            (directory_group_key("g1"), Arc::new(group)),
+        ]);
+        let verified = claims(json!({"email_verified": true}));
+        // By id (the IdP's sub), whatever the email says.
+        assert_eq!(
+            r.directory_groups("u-alice", None, &claims(json!({}))),
+            Some(vec!["g1".into(), "eng".into()])
+        );
+        // By Entra's object id.
+        assert!(r.directory_groups("pairwise-sub", None, &claims(json!({"oid": "u-alice"}))).is_some());
+        // By a verified email, in any case.
+        assert!(r.directory_groups("alice", Some("Alice@Example.com"), &verified).is_some());
+        // Not by an email the IdP does not vouch for.
+        for c in [json!({}), json!({"email_verified": false}), json!({"email_verified": "false"})] {
+            assert_eq!(
+                r.directory_groups("alice", Some("alice@example.com"), &claims(c.clone())),
+                None,
+                "{c}"
+            );
+        }
+        assert!(
+            r.directory_groups(
+                "alice",
+                Some("alice@example.com"),
+                &claims(json!({"email_verified": "true"}))
+            )
+            .is_some()
+        );
+        // Not by an email two directory users share; one of them leaving makes it unique again.
+        assert_eq!(r.directory_groups("bob", Some("bob@example.com"), &verified), None);
+        r.directory.remove(&directory_user_key("u-bob2"));
+        assert!(r.directory_groups("bob", Some("bob@example.com"), &verified).is_some());
+    }
 }

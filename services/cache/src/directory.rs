@@ -144,7 +144,7 @@ async fn sync_once(
         return Err(SyncError::LeaseLost);
     }
     let records_written = changes.records() as u64;
-    let user_changes = write(dir, changes).await?;
+    let user_changes = write(dir, changes, lease).await?;
     let users_changed = user_changes.len() as u64;
     // Owned items only: the stream runs inside a spawned task.
     let events = user_changes.into_iter().map(|c| DirectoryUserGroupsChanged {
@@ -250,9 +250,12 @@ async fn stored(bucket: &Bucket<DirectoryRecord>) -> Result<Stored, SyncError> {
 }
 
 /// Write the changes, several at a time; hands back the membership changes (for events).
+/// The lease is renewed every few seconds while writing; a lost lease stops the writes (the
+/// instance that took it syncs again from what is stored).
 async fn write(
     dir: &Directory,
     changes: Changes,
+    lease: &mut LeaseHolder,
 ) -> Result<Vec<portcullis_directory::UserChange>, SyncError> {
     enum Op {
         Put(String, DirectoryRecord),
@@ -285,6 +288,9 @@ async fn write(
         if last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
             info!(done, total, "writing the directory");
+            if !lease.hold().await {
+                return Err(SyncError::LeaseLost);
+            }
         }
     }
     Ok(user_changes)

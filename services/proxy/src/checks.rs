@@ -1,10 +1,10 @@
 //! Asking authorize: every request that the decision cache cannot answer is checked by
-//! authorize, over NATS. While a few check messages are in flight, checks that arrive wait
-//! for the next message and travel together (`authorize.check_batch`), each still decided on
-//! its own. At low load a check leaves at once, alone; under load the NATS cost (messages,
+//! authorize, over NATS. While a check message is in flight, checks that arrive wait for the
+//! next message and travel together (`authorize.check_batch`), each still decided on its
+//! own. At low load a check leaves at once, alone; under load the NATS cost (messages,
 //! syscalls, the server's routing) is shared by the checks in a message instead of paid by each.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use portcullis_runtime::bus::{Bus, BusError};
 use portcullis_schemas::messages::{CheckBatchReply, CheckBatchRequest, CheckReply, CheckRequest, Reply};
@@ -12,15 +12,20 @@ use tokio::sync::oneshot;
 
 /// Messages one serving thread keeps in flight before checks start to queue.
 const MAX_IN_FLIGHT: usize = 1;
-/// Most checks in one message.
-const MAX_BATCH: usize = 128;
+/// Most checks in one message (replies carry identity JWTs and sealed tokens: this keeps a
+/// message well under NATS's default 1 MB payload limit).
+const MAX_BATCH: usize = 64;
+/// Most checks waiting for a message; beyond it a check fails at once (503) rather than join
+/// a backlog it could only time out in.
+const MAX_QUEUE: usize = 4096;
 
 type Waiter = oneshot::Sender<Result<CheckReply, BusError>>;
 
 /// One per serving thread.
 pub struct Checks {
     bus: Bus,
-    subject: String,
+    batch_subject: String,
+    single_subject: String,
     state: Mutex<State>,
 }
 
@@ -32,22 +37,27 @@ struct State {
 
 impl Checks {
     pub fn new(bus: Bus) -> Arc<Checks> {
-        let subject = bus.contract().authorize_check_batch();
-        Arc::new(Checks { bus, subject, state: Mutex::new(State::default()) })
+        let batch_subject = bus.contract().authorize_check_batch();
+        let single_subject = bus.contract().authorize_check();
+        Arc::new(Checks { bus, batch_subject, single_subject, state: Mutex::new(State::default()) })
     }
 
     /// The queue. A counter and a list stay consistent even if a holder panicked, so a
     /// poisoned lock is used as it is rather than stopping every check for good.
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Authorize's decision on `check`. Fails closed: no answer within the request deadline
     /// (however long the check waited for a message) is an error.
     pub async fn check(self: &Arc<Self>, check: CheckRequest) -> Result<CheckReply, BusError> {
+        let deadline = self.bus.request_timeout();
         let (tx, rx) = oneshot::channel();
         let batch = {
             let mut state = self.state();
+            if state.queue.len() >= MAX_QUEUE {
+                return Err(BusError::Timeout(deadline));
+            }
             state.queue.push((check, tx));
             if state.in_flight < MAX_IN_FLIGHT {
                 state.in_flight += 1;
@@ -58,10 +68,10 @@ impl Checks {
         };
         if let Some(batch) = batch {
             // Sent by its own task: if this request goes away, the others in the message
-            // still get their answers.
-            tokio::spawn(self.clone().send(batch));
+            // still get their answers. The slot is given back even if the task never runs.
+            let slot = Slot { checks: self.clone(), held: true };
+            tokio::spawn(self.clone().send(batch, slot));
         }
-        let deadline = self.bus.request_timeout();
         match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(BusError::Nats("check dropped".into())),
@@ -70,27 +80,10 @@ impl Checks {
     }
 
     /// Send `batch`, hand out the answers, and go on with whatever queued meanwhile.
-    async fn send(self: Arc<Self>, mut batch: Vec<(CheckRequest, Waiter)>) {
-        let mut slot = Slot { checks: self.clone(), held: true };
+    async fn send(self: Arc<Self>, mut batch: Vec<(CheckRequest, Waiter)>, mut slot: Slot) {
         loop {
-            let (checks, waiters): (Vec<CheckRequest>, Vec<Waiter>) = batch.into_iter().unzip();
-            let count = checks.len();
-            let reply: Result<CheckBatchReply, BusError> =
-                self.bus.request(self.subject.clone(), &CheckBatchRequest { checks }).await;
-            match reply {
-                Ok(r) if r.results.len() == count => {
-                    for (waiter, result) in waiters.into_iter().zip(r.results) {
-                        let _ = waiter.send(match result {
-                            Reply::Ok(answer) => Ok(answer),
-                            Reply::Error(e) => Err(BusError::Remote(e)),
-                        });
-                    }
-                }
-                Ok(r) => {
-                    let error = BusError::Decode(format!("{} results for {count} checks", r.results.len()));
-                    waiters.into_iter().for_each(|w| drop(w.send(Err(error.clone()))));
-                }
-                Err(error) => waiters.into_iter().for_each(|w| drop(w.send(Err(error.clone())))),
+            if !batch.is_empty() {
+                self.send_batch(batch).await;
             }
             let mut state = self.state();
             if state.queue.is_empty() {
@@ -101,11 +94,44 @@ impl Checks {
             batch = take(&mut state.queue);
         }
     }
+
+    /// One `check_batch` message; every waiter gets its answer or the error. An authorize
+    /// that does not serve `check_batch` yet (a rolling upgrade) gets the checks one by one.
+    async fn send_batch(&self, batch: Vec<(CheckRequest, Waiter)>) {
+        let (checks, waiters): (Vec<CheckRequest>, Vec<Waiter>) = batch.into_iter().unzip();
+        let request = CheckBatchRequest { checks };
+        let count = request.checks.len();
+        let reply: Result<CheckBatchReply, BusError> =
+            self.bus.request(self.batch_subject.clone(), &request).await;
+        match reply {
+            Ok(r) if r.results.len() == count => {
+                for (waiter, result) in waiters.into_iter().zip(r.results) {
+                    let _ = waiter.send(match result {
+                        Reply::Ok(answer) => Ok(answer),
+                        Reply::Error(e) => Err(BusError::Remote(e)),
+                    });
+                }
+            }
+            Ok(r) => {
+                let error = BusError::Decode(format!("{} results for {count} checks", r.results.len()));
+                waiters.into_iter().for_each(|w| drop(w.send(Err(error.clone()))));
+            }
+            Err(BusError::NoResponders(_)) => {
+                let answers = request.checks.into_iter().zip(waiters).map(|(check, waiter)| async move {
+                    let answer = self.bus.request(self.single_subject.clone(), &check).await;
+                    let _ = waiter.send(answer);
+                });
+                futures::future::join_all(answers).await;
+            }
+            Err(error) => waiters.into_iter().for_each(|w| drop(w.send(Err(error.clone())))),
+        }
+    }
 }
 
 /// A message slot held by a sending task. Given back by the task when its queue is empty;
-/// if the task ends any other way (a panic, the runtime stopping), given back here, so the
-/// next check starts a new message instead of waiting behind one that will never return.
+/// if the task ends any other way (a panic, the runtime stopping before it ran), given back
+/// here, so the next check starts a new message instead of waiting behind one that will
+/// never return.
 struct Slot {
     checks: Arc<Checks>,
     held: bool,
@@ -120,8 +146,10 @@ impl Drop for Slot {
     }
 }
 
-/// Up to [`MAX_BATCH`] checks from the front of the queue, oldest first.
+/// Up to [`MAX_BATCH`] checks from the front of the queue, oldest first, leaving out those
+/// whose request already gave up (timed out or went away).
 fn take(queue: &mut Vec<(CheckRequest, Waiter)>) -> Vec<(CheckRequest, Waiter)> {
+    queue.retain(|(_, waiter)| !waiter.is_closed());
     if queue.len() <= MAX_BATCH {
         return std::mem::take(queue);
     }

@@ -281,9 +281,12 @@ impl RawDirectory {
         let requests_per_second = match self.requests_per_second {
             None => Some(DEFAULT_REQUESTS_PER_SECOND),
             Some(0.0) => None,
-            Some(r) if r.is_finite() && r > 0.0 => Some(r),
+            Some(r) if r.is_finite() && r >= 0.01 => Some(r),
             Some(_) => {
-                p.add("directory.requests_per_second", "must be a positive number, or 0 for no limit");
+                p.add(
+                    "directory.requests_per_second",
+                    "must be at least 0.01 (requests per second), or 0 for no limit",
+                );
                 None
             }
         };
