@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+/// How long a load waits for the next value of the history before starting over.
+const LOAD_STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sessions by id and users by bucket key, shared by every check.
 type Map<T> = Arc<RwLock<HashMap<String, Arc<T>>>>;
 
@@ -306,6 +309,13 @@ async fn follow_one<T>(
         loop {
             let item = tokio::select! {
                 i = stream.next() => i,
+                // While loading, history arrives back to back. Silence means the values
+                // counted a moment ago are gone (expired), so nothing will mark the end of
+                // the history: load again rather than never become ready.
+                _ = tokio::time::sleep(LOAD_STALL), if fresh.is_some() => {
+                    warn!(bucket = name, "history stopped arriving while loading; reloading");
+                    break;
+                }
                 _ = shutdown.wait() => return,
             };
             let watched = match item {

@@ -228,7 +228,14 @@ async fn stored(bucket: &Bucket<DirectoryRecord>) -> Result<Stored, SyncError> {
         return Ok((users, groups));
     }
     let mut stream = Box::pin(stream);
-    while let Some(watched) = stream.try_next().await.map_err(read)? {
+    // History arrives back to back; silence means it ended without saying so (values expired
+    // between counting and watching): fail this read, the sync retries.
+    let stall = || SyncError::Read("the stored directory stopped arriving".into());
+    while let Some(watched) = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .map_err(|_| stall())?
+        .map_err(read)?
+    {
         match watched.change {
             Change::Put { value: DirectoryRecord::User(u), .. } => {
                 users.insert(u.id.clone(), u);
