@@ -170,3 +170,17 @@ async fn without_the_decision_cache_every_request_is_checked_and_concurrent_chec
     assert_eq!(checks, 40, "one check per request");
     assert!(count < 40, "{count} messages for 40 concurrent checks");
 }
+
+#[tokio::test]
+async fn portcullis_stops_promptly_on_sigterm_even_with_nats_gone() {
+    let mut env = TestEnv::start().await;
+    assert_eq!(env.browser().login(&env.app_url("/"), "alice").await.final_response.status(), 200);
+    // NATS goes away for good; the services keep trying to reconnect.
+    env.nats.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, process) = env.processes.first_mut().unwrap();
+    // Within the request deadline (2 s) for the last flush, plus a margin; never hanging.
+    let took = process.terminate(Duration::from_secs(10));
+    assert!(took.is_some_and(|t| t < Duration::from_secs(5)), "still running or slow: {took:?}");
+    assert!(process.log_text().contains("stopped"), "{}", process.log_text());
+}

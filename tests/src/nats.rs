@@ -102,6 +102,14 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// Kill the server now (it stays down).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

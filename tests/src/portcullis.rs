@@ -60,6 +60,20 @@ impl Portcullis {
         self.child.id()
     }
 
+    /// Send SIGTERM and wait up to `limit` for the process to exit: how long it took, or
+    /// `None` if it was still running.
+    pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

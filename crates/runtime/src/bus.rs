@@ -355,8 +355,10 @@ impl Bus {
     }
 
     /// Flush pending publishes (at shutdown).
+    /// Send what is buffered, waiting at most the request deadline: with NATS gone, a flush
+    /// would wait for a reconnection that may never come (and hold up shutdown).
     pub async fn flush(&self) {
-        let _ = self.client.flush().await;
+        let _ = tokio::time::timeout(self.timeout, self.client.flush()).await;
     }
 }
 

@@ -201,7 +201,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, arg.config.clone(), services)) {
+    let outcome = runtime.block_on(run(config, arg.config.clone(), services));
+    // Blocking tasks (a proxy thread still draining) get a moment, not forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -308,7 +311,27 @@ async fn run(config: Arc<Config>, path: PathBuf, services: &[Service]) -> anyhow
     }
     info!(nats = %portcullis_runtime::bus::redact(&config.nats.url), "portcullis started");
     let mut result = Ok(());
-    while let Some(done) = tasks.join_next().await {
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        // Once stopping, the services get a bounded time to drain (the proxy's in-flight
+        // requests have 10 s): a dependency that is gone must not keep the process alive.
+        if shutdown.is_fired() && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + STOP_LIMIT);
+        }
+        let drained = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let done = tokio::select! {
+            next = tasks.join_next() => match next { Some(d) => d, None => break },
+            _ = shutdown.wait(), if deadline.is_none() => continue,
+            _ = drained => {
+                warn!(limit = ?STOP_LIMIT, left = tasks.len(), "services did not stop in time; exiting");
+                break;
+            }
+        };
         let outcome = match done {
             Ok(r) => r,
             Err(e) => Err(anyhow::anyhow!("a service task failed: {e}")),
@@ -325,3 +348,6 @@ async fn run(config: Arc<Config>, path: PathBuf, services: &[Service]) -> anyhow
     info!("stopped");
     result
 }
+
+/// How long the services may take to stop once asked.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
