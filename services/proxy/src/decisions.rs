@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use http::{HeaderName, HeaderValue};
 use portcullis_runtime::{Bus, Shutdown};
 use portcullis_schemas::messages::CheckReply;
 use tracing::{debug, warn};
@@ -20,8 +21,34 @@ struct SessionDecisions {
 }
 
 struct Cached {
-    reply: Arc<CheckReply>,
+    reply: Arc<Decision>,
     until: Instant,
+}
+
+/// A decision as the proxy keeps it: authorize's reply, with the headers it grants already
+/// parsed, so a decision reused by many requests has its header values checked and copied
+/// once (an identity JWT is most of a kilobyte).
+pub struct Decision {
+    pub reply: CheckReply,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Decision {
+    pub fn new(reply: CheckReply) -> Decision {
+        let headers = match &reply {
+            CheckReply::Allow { headers, .. } => headers
+                .iter()
+                .filter_map(|h| {
+                    Some((
+                        HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                        HeaderValue::from_str(&h.value).ok()?,
+                    ))
+                })
+                .collect(),
+            CheckReply::Deny { .. } | CheckReply::Login { .. } => Vec::new(),
+        };
+        Decision { reply, headers }
+    }
 }
 
 pub struct DecisionCache {
@@ -49,7 +76,7 @@ impl DecisionCache {
     }
 
     /// A reusable decision for (`session`, `route`), if one is fresh.
-    pub fn get(&self, session: Option<&str>, route: &str) -> Option<Arc<CheckReply>> {
+    pub fn get(&self, session: Option<&str>, route: &str) -> Option<Arc<Decision>> {
         if !self.enabled {
             return None;
         }
@@ -60,8 +87,8 @@ impl DecisionCache {
 
     /// Remember `reply` if authorize allowed reuse and nothing was invalidated since
     /// `generation` was taken.
-    pub fn put(&self, session: Option<&str>, route: &str, reply: &Arc<CheckReply>, generation: u64) {
-        let ttl = reply.cache_for_ms();
+    pub fn put(&self, session: Option<&str>, route: &str, reply: &Arc<Decision>, generation: u64) {
+        let ttl = reply.reply.cache_for_ms();
         if !self.enabled || ttl == 0 {
             return;
         }
@@ -144,13 +171,13 @@ impl DecisionCache {
 mod tests {
     use super::*;
 
-    fn allow(ms: u64) -> Arc<CheckReply> {
-        Arc::new(CheckReply::Allow {
+    fn allow(ms: u64) -> Arc<Decision> {
+        Arc::new(Decision::new(CheckReply::Allow {
             headers: vec![],
             reasons: vec![],
             cache_for_ms: ms,
             sealed_templates: vec![],
-        })
+        }))
     }
 
     #[test]

@@ -10,7 +10,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use portcullis_runtime::config::{HostRewrite, Route};
-use portcullis_schemas::messages::Header;
 use tracing::warn;
 
 use crate::{Body, error};
@@ -71,7 +70,7 @@ pub struct Origin<'a> {
 /// Forward `req` (path already normalised to `path`) to `route`'s upstream.
 /// What authorize granted: headers to add, and token values for header templates.
 pub struct Granted<'a> {
-    pub headers: &'a [Header],
+    pub headers: &'a [(HeaderName, HeaderValue)],
     pub templates: &'a [(String, String)],
 }
 
@@ -218,15 +217,15 @@ fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &Grant
     for (name, _) in &route.jwt_claims_headers {
         headers.remove(name.as_str());
     }
-    for h in granted
-        .iter()
-        .filter(|h| route.jwt_claims_headers.iter().any(|(n, _)| h.name.eq_ignore_ascii_case(n)))
-    {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_str(&h.value)) {
-            headers.append(n, v);
-        }
+    for (name, value) in granted.iter().filter(|(name, _)| {
+        route.jwt_claims_headers.iter().any(|(n, _)| name.as_str().eq_ignore_ascii_case(n))
+    }) {
+        headers.append(name.clone(), value.clone());
     }
-    let jwt = granted.iter().find(|h| h.name.eq_ignore_ascii_case(JWT_ASSERTION)).map(|h| h.value.as_str());
+    let jwt = granted
+        .iter()
+        .find(|(name, _)| name.as_str().eq_ignore_ascii_case(JWT_ASSERTION))
+        .and_then(|(_, value)| value.to_str().ok());
     if !route.pass_identity_headers {
         headers.remove(JWT_ASSERTION);
     }
@@ -277,7 +276,11 @@ const JWT_ASSERTION: &str = "x-portcullis-jwt-assertion";
 /// The headers the upstream receives: the client's, minus hop-by-hop, identity and
 /// forwarding headers and our cookie; plus `X-Forwarded-*` and what authorize granted.
 /// One pass, no copy of what is dropped.
-pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Header]) -> HeaderMap {
+pub fn request_headers(
+    incoming: &HeaderMap,
+    origin: &Origin<'_>,
+    granted: &[(HeaderName, HeaderValue)],
+) -> HeaderMap {
     let listed = connection_listed(incoming);
     let mut headers = HeaderMap::with_capacity(incoming.len() + 4 + granted.len());
     for (name, value) in incoming {
@@ -311,12 +314,8 @@ pub fn request_headers(incoming: &HeaderMap, origin: &Origin<'_>, granted: &[Hea
     if let Ok(v) = HeaderValue::from_str(origin.host) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), v);
     }
-    for h in granted {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_str(&h.value))
-        {
-            headers.append(name, value);
-        }
+    for (name, value) in granted {
+        headers.append(name.clone(), value.clone());
     }
     headers
 }
@@ -380,7 +379,8 @@ mod tests {
             host: "app.example.com",
             cookie_name: "_pomerium",
         };
-        let granted = [Header::new("x-portcullis-jwt-assertion", "real")];
+        let granted =
+            [(HeaderName::from_static("x-portcullis-jwt-assertion"), HeaderValue::from_static("real"))];
         let out = request_headers(&incoming, &origin, &granted);
         assert_eq!(out.get_all("x-portcullis-jwt-assertion").iter().collect::<Vec<_>>(), ["real"]);
         assert!(out.get("x-pomerium-jwt-assertion").is_none());

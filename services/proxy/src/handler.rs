@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use portcullis_runtime::reload::LiveConfig;
 
 use crate::balance::Balancer;
-use crate::decisions::DecisionCache;
+use crate::decisions::{Decision, DecisionCache};
 use crate::forward::{self, Origin, UpstreamClient};
 use crate::{Body, cookie, error, internal, path};
 
@@ -247,7 +247,7 @@ impl Proxy {
         let session_id = cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
         // The cache key is the session and the route: authorize marks decisions of policies
         // that read the request itself (method, path, address, time) as not reusable.
-        let reply: Result<Arc<CheckReply>, BusError> =
+        let reply: Result<Arc<Decision>, BusError> =
             match self.decisions.get(session_id.as_deref(), &route.id) {
                 Some(cached) => Ok(cached),
                 None => {
@@ -266,14 +266,14 @@ impl Proxy {
                     };
                     let answer: Result<CheckReply, BusError> = self.checks.check(check).await;
                     answer.map(|r| {
-                        let r = Arc::new(r);
+                        let r = Arc::new(Decision::new(r));
                         self.decisions.put(session_id.as_deref(), &route.id, &r, generation);
                         r
                     })
                 }
             };
-        match reply.as_deref() {
-            Ok(CheckReply::Allow { headers, sealed_templates, .. }) => match &route.action {
+        match reply.as_deref().map(|d| (&d.reply, d.headers.as_slice())) {
+            Ok((CheckReply::Allow { sealed_templates, .. }, headers)) => match &route.action {
                 RouteAction::Forward => {
                     let origin = Origin {
                         peer: facts.peer,
@@ -305,7 +305,7 @@ impl Proxy {
                     response
                 }
             },
-            Ok(CheckReply::Deny { status, reasons, .. }) => {
+            Ok((CheckReply::Deny { status, reasons, .. }, _)) => {
                 let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN);
                 error::error(
                     status,
@@ -315,7 +315,7 @@ impl Proxy {
                     facts.html,
                 )
             }
-            Ok(CheckReply::Login { reasons, .. }) => {
+            Ok((CheckReply::Login { reasons, .. }, _)) => {
                 if facts.html && req.method() == Method::GET {
                     self.sign_in_redirect(&req, facts)
                 } else {
