@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_e2e::directory::{DirectoryServer, ScimServer, Slapd};
 use portcullis_e2e::portcullis::Options;
-use portcullis_e2e::{TestEnv, assert_valid_event, eventually};
+use portcullis_e2e::{TestEnv, assert_valid_event, eventually, jwt_groups};
 use portcullis_runtime::buckets::directory_user_key;
 use portcullis_schemas::events::{DIRECTORY_SYNC_FAILED, DIRECTORY_SYNCED, DIRECTORY_USER_GROUPS_CHANGED};
 use serde_json::Value;
@@ -26,13 +26,6 @@ struct Fixture<D> {
     groups: u64,
     /// A user who is in a group only through a nested group: (user id, outer group id).
     nested: Option<(String, String)>,
-}
-
-fn jwt_groups(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).expect("JWT payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
-    serde_json::from_slice::<Value>(&bytes).expect("claims")["groups"].clone()
 }
 
 async fn stored_user(env: &TestEnv, id: &str) -> Option<Value> {
@@ -139,7 +132,7 @@ async fn scim_directory_groups_drive_policy_without_sign_in() {
     let carol = scim.user("carol", "carol@example.com", "Carol").await;
     let engineering = scim.group("engineering", &[&bob]).await;
     scim.group("staff", &[&alice, &carol]).await;
-    Fixture {
+    run(Fixture {
         server: scim,
         alice_handle: alice.clone(),
         engineering_handle: engineering.clone(),
@@ -148,8 +141,7 @@ async fn scim_directory_groups_drive_policy_without_sign_in() {
         users: 3,
         groups: 2,
         nested: None,
-    }
-    .run_test()
+    })
     .await;
 }
 
@@ -171,7 +163,7 @@ async fn ldap_directory_groups_drive_policy_without_sign_in() {
     ));
     let slapd = Slapd::start(&ldif).await;
     let engineering = "cn=engineering,ou=groups,dc=example,dc=org".to_owned();
-    Fixture {
+    run(Fixture {
         server: slapd,
         alice_handle: format!("uid=alice,{people}"),
         engineering_handle: engineering.clone(),
@@ -180,13 +172,6 @@ async fn ldap_directory_groups_drive_policy_without_sign_in() {
         users: 3,
         groups: 2,
         nested: Some(("carol".into(), engineering)),
-    }
-    .run_test()
+    })
     .await;
-}
-
-impl<D: DirectoryServer> Fixture<D> {
-    async fn run_test(self) {
-        run(self).await
-    }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use portcullis_e2e::portcullis::{Options, SHARED_SECRET};
-use portcullis_e2e::{TestEnv, assert_valid_event, eventually};
+use portcullis_e2e::{TestEnv, assert_valid_event, eventually, jwt_groups};
 use portcullis_runtime::crypto::{Purpose, Sealer, Secret};
 use portcullis_schemas::Contract;
 use portcullis_schemas::events::{
@@ -20,13 +20,6 @@ fn short_tokens() -> Options {
 
 fn alice(groups: &[&str]) -> Value {
     json!([{"sub": "alice", "email": "alice@example.com", "name": "Alice Example", "groups": groups}])
-}
-
-fn jwt_groups(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).expect("JWT payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
-    serde_json::from_slice::<Value>(&bytes).expect("claims")["groups"].clone()
 }
 
 #[tokio::test]

@@ -104,6 +104,14 @@ pub fn event_json(headers: &async_nats::HeaderMap, payload: &[u8]) -> serde_json
     serde_json::Value::Object(event)
 }
 
+/// The `groups` claim of an identity JWT (payload decoded, signature not checked).
+pub fn jwt_groups(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice::<serde_json::Value>(&bytes).expect("claims")["groups"].clone()
+}
+
 /// Check `event`'s data against its JSON Schema in `schemas/json/`; panics with the errors.
 pub fn assert_valid_event(event: &serde_json::Value) {
     let ty = event["type"].as_str().expect("event type");

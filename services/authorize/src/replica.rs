@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 use portcullis_runtime::Shutdown;
 use portcullis_runtime::bucket::{Bucket, Change};
-use portcullis_runtime::buckets::{directory_group_key, directory_user_key};
+use portcullis_runtime::buckets::directory_user_key;
 use portcullis_schemas::messages::{DirectoryRecord, Session, User};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,6 +33,8 @@ pub struct DirectoryIndex {
     /// Lower-cased email → the keys of the users with it. An email two directory users share
     /// matches nobody: it cannot say which of them signed in.
     by_email: HashMap<String, Vec<String>>,
+    /// Group id → name, so a check names a user's groups without hashing each id into a key.
+    group_names: HashMap<String, String>,
 }
 
 impl DirectoryIndex {
@@ -44,6 +46,9 @@ impl DirectoryIndex {
     }
 
     fn unindex(&mut self, key: &str) {
+        if let Some(DirectoryRecord::Group(g)) = self.records.get(key).map(|r| &**r) {
+            self.group_names.remove(&g.id);
+        }
         let Some(email) = self.records.get(key).and_then(|r| Self::email_of(r)).map(str::to_owned) else {
             return;
         };
@@ -60,6 +65,9 @@ impl DirectoryIndex {
         if let Some(email) = Self::email_of(&value) {
             self.by_email.entry(email.to_owned()).or_default().push(key.clone());
         }
+        if let DirectoryRecord::Group(g) = &*value {
+            self.group_names.insert(g.id.clone(), g.name.clone());
+        }
         self.records.insert(key, value);
     }
 
@@ -72,6 +80,10 @@ impl DirectoryIndex {
     /// of `ids`, else of the one user with `email`; `None` when the directory does not know
     /// the person.
     fn groups(&self, ids: &[&str], email: Option<&str>) -> Option<Vec<String>> {
+        // Without a directory (or before its first sync) there is nobody to find.
+        if self.records.is_empty() {
+            return None;
+        }
         let by_id = ids.iter().find_map(|id| match self.records.get(&directory_user_key(id)).map(|r| &**r) {
             Some(DirectoryRecord::User(u)) => Some(u),
             _ => None,
@@ -86,16 +98,11 @@ impl DirectoryIndex {
                 _ => return None,
             },
         };
-        let mut out = Vec::with_capacity(user.groups.len() * 2);
-        for id in &user.groups {
-            out.push(id.clone());
-        }
-        for id in &user.groups {
-            if let Some(DirectoryRecord::Group(g)) = self.records.get(&directory_group_key(id)).map(|r| &**r)
-                && !g.name.is_empty()
-                && !out.contains(&g.name)
-            {
-                out.push(g.name.clone());
+        let mut out = user.groups.clone();
+        let mut seen: std::collections::HashSet<&str> = user.groups.iter().map(String::as_str).collect();
+        for name in user.groups.iter().filter_map(|id| self.group_names.get(id)) {
+            if !name.is_empty() && seen.insert(name) {
+                out.push(name.clone());
             }
         }
         Some(out)
@@ -406,7 +413,7 @@ mod tests {
             user("u-alice", "alice@example.com", &["g1"]),
             user("u-bob", "bob@example.com", &["g1"]),
             user("u-bob2", "bob@example.com", &[]),
-            (directory_group_key("g1"), Arc::new(group)),
+            (portcullis_runtime::buckets::directory_group_key("g1"), Arc::new(group)),
         ]);
         let verified = claims(json!({"email_verified": true}));
         // By id (the IdP's sub), whatever the email says.
