@@ -11,7 +11,8 @@
 # in .tmp/bench/. Results: a table on stdout, bench/results/latest.{json,png}. See bench/README.md.
 #
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10s), BENCH_CONNECTIONS (64),
-# BENCH_THREADS (2), BENCH_WARMUP (3s), BENCH_NGINX_PROXY_WORKERS (1), BENCH_STRICT=1 (exit 1
+# BENCH_THREADS (2), BENCH_WARMUP (3s), BENCH_PAUSE (2, seconds idle before each run),
+# BENCH_NGINX_PROXY_WORKERS (1), BENCH_STRICT=1 (exit 1
 # when an acceptance target fails), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_BIN (another
 # portcullis binary, for developing the harness only).
 set -euo pipefail
@@ -23,6 +24,7 @@ duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-64}"
 threads="${BENCH_THREADS:-2}"
 warmup="${BENCH_WARMUP:-3s}"
+pause="${BENCH_PAUSE:-2}"
 proxy_workers="${BENCH_NGINX_PROXY_WORKERS:-1}"
 cookie_name="_portcullis_bench"
 
@@ -366,11 +368,24 @@ for t in "${targets[@]}"; do
 done
 
 n="${#targets[@]}"
+# Round r runs target m*(i + r - 1) mod n at position i, with a step m coprime to n that changes
+# from round to round. A plain rotation (m = 1 always) would keep every target right after the
+# same neighbour in every round (Apache before Portcullis, each time); stepping by m changes the
+# first target and every target's predecessor.
+steps=()
+for m in $(seq 1 $((n - 1))); do
+    a=$m b=$n; while [ "$b" -ne 0 ]; do t=$b; b=$((a % b)); a=$t; done   # gcd(m, n)
+    [ "$a" -eq 1 ] && steps+=("$m")
+done
+[ "${#steps[@]}" -gt 0 ] || steps=(1)
 for r in $(seq 1 "$rounds"); do
-    # rotate the order every round so no target always runs first or right after another
+    m="${steps[$(( (r - 1) % ${#steps[@]} ))]}"
     for i in $(seq 0 $((n - 1))); do
-        t="${targets[$(( (i + r - 1) % n ))]}"
+        t="${targets[$(( m * (i + r - 1) % n ))]}"
         IFS='|' read -r name port host cookie <<<"$t"
+        # A moment of quiet, so that no run starts while the previous target is still closing
+        # its 64 connections or settling after the load.
+        sleep "$pause"
         out="$state/wrk/round$r-$name.txt"
         load="$(cut -d' ' -f1 /proc/loadavg)"
         python3 bench/cpu.py snapshot "$state/cpu.before" $$ "${pgids[@]}"

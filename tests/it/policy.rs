@@ -264,3 +264,44 @@ async fn https_upstreams_are_verified_with_the_routes_tls_settings() {
     assert_eq!(env.tls_upstream.requests().len(), hits, "nothing reached the upstream");
     assert_eq!(get("tlsskip.localhost").await.unwrap().status(), 200, "tls_skip_verify");
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_replaced_when_the_upstream_closes_them() {
+    let env = TestEnv::start().await;
+    let anon = env.browser();
+    let get = |path: &'static str, host: &'static str| {
+        let (anon, url) = (&anon, env.url_on(host, path));
+        async move {
+            let r = anon.get_json(&url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Sequential requests on one client connection reuse one upstream connection.
+    for _ in 0..10 {
+        assert_eq!(
+            get("/k", "keepalive.localhost").await,
+            (200, portcullis_e2e::upstream::UPSTREAM_BODY.into())
+        );
+    }
+    let kept = env.upstream2.connections();
+    assert!((1..=2).contains(&kept), "10 requests over {kept} upstream connections");
+
+    // An upstream that says `Connection: close`: the next request gets a new connection.
+    assert_eq!(get("/__close", "keepalive.localhost").await.0, 200);
+    for _ in 0..5 {
+        assert_eq!(get("/k", "keepalive.localhost").await.0, 200);
+    }
+    let after = env.upstream2.connections();
+    assert!(after > kept && after <= kept + 2, "after a close: {after} connections (before {kept})");
+
+    // An upstream that closes every connection after one answer without saying so: the proxy
+    // may find its idle connection gone only as it sends, and must send again, not fail.
+    for i in 0..20 {
+        assert_eq!(
+            get("/h", "hangup.localhost").await,
+            (200, portcullis_e2e::upstream::HANGUP_BODY.into()),
+            "request {i} to an upstream that hangs up"
+        );
+    }
+    assert_eq!(env.hangup.connections(), 20, "one connection per answer");
+}

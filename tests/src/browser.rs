@@ -63,6 +63,8 @@ impl Browser {
             .resolve("wild.localhost", loopback)
             .resolve("go.localhost", loopback)
             .resolve("static.localhost", loopback)
+            .resolve("keepalive.localhost", loopback)
+            .resolve("hangup.localhost", loopback)
             .resolve("lb.localhost", loopback)
             .resolve("ws.localhost", loopback)
             .resolve("claims.localhost", loopback)

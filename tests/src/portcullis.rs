@@ -155,6 +155,8 @@ pub struct TestEnv {
     pub upstream2: Upstream,
     /// A websocket echo upstream.
     pub echo: crate::websocket::EchoServer,
+    /// An upstream that closes each connection after one answer, without notice.
+    pub hangup: crate::upstream::Hangup,
     /// An HTTPS upstream whose certificate (for `upstream.internal`) a private CA signed.
     pub tls_upstream: Upstream,
     pub port: u16,
@@ -189,6 +191,7 @@ impl TestEnv {
         let upstream = Upstream::start().await;
         let upstream2 = Upstream::start().await;
         let echo = crate::websocket::EchoServer::start().await;
+        let hangup = crate::upstream::Hangup::start().await;
         let (cert, key) = private_ca_certificate(dir.path());
         let tls_upstream = Upstream::start_tls(&cert, &key).await;
         let idp_options = IdpOptions {
@@ -232,6 +235,7 @@ impl TestEnv {
                     &upstream.url(),
                     &upstream2.url(),
                     &echo.url(),
+                    &hangup.url(),
                     &tls_upstream.https_url(),
                     dir.path(),
                     &options,
@@ -246,6 +250,7 @@ impl TestEnv {
             upstream,
             upstream2,
             echo,
+            hangup,
             tls_upstream,
             port,
             config_path,
@@ -463,6 +468,7 @@ fn config_yaml(
     upstream: &str,
     upstream2: &str,
     echo: &str,
+    hangup: &str,
     tls_upstream: &str,
     dir: &std::path::Path,
     options: &Options,
@@ -580,6 +586,12 @@ routes:
   - from: http://nows.localhost
     to: {echo}
     allow_any_authenticated_user: true
+  - from: http://keepalive.localhost
+    to: {upstream2}
+    allow_public_unauthenticated_access: true
+  - from: http://hangup.localhost
+    to: {hangup}
+    allow_public_unauthenticated_access: true
   - from: http://groups.localhost
     to: {upstream}
     pass_identity_headers: true

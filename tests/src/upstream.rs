@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -32,6 +33,8 @@ impl Recorded {
 pub struct Upstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// TCP connections accepted so far.
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,12 +65,15 @@ impl Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let log = requests.clone();
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let log = log.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -101,7 +107,15 @@ impl Upstream {
                             } else {
                                 Either::Left(Full::new(Bytes::from_static(UPSTREAM_BODY.as_bytes())))
                             };
-                            Ok::<_, Infallible>(Response::new(body))
+                            let mut response = Response::new(body);
+                            // `/__close`: this connection ends after the answer.
+                            if parts.uri.path() == "/__close" {
+                                response.headers_mut().insert(
+                                    hyper::header::CONNECTION,
+                                    hyper::header::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, Infallible>(response)
                         }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -118,7 +132,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, requests, task }
+        Upstream { addr, requests, connections, task }
+    }
+
+    /// TCP connections this upstream has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -139,6 +158,64 @@ impl Upstream {
 }
 
 impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An upstream that answers one request per connection and then closes it without saying so
+/// (no `Connection: close`), as an upstream whose keep-alive timeout fires right after an
+/// answer does: the proxy finds its idle connection closed, at best before it sends again.
+pub struct Hangup {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What [`Hangup`] answers.
+pub const HANGUP_BODY: &str = "hung up";
+
+impl Hangup {
+    pub async fn start() -> Hangup {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind hangup upstream");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{HANGUP_BODY}",
+                        HANGUP_BODY.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    // Dropped: closed, with no word of it in the answer.
+                });
+            }
+        });
+        Hangup { addr, connections, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Hangup {
     fn drop(&mut self) {
         self.task.abort();
     }

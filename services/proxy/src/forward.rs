@@ -77,6 +77,7 @@ pub struct Granted<'a> {
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &UpstreamClient,
+    pool: &std::sync::Arc<crate::upstream::Pool>,
     route: &Route,
     upstream: &url::Url,
     req: Request<Incoming>,
@@ -100,12 +101,19 @@ pub async fn forward(
         Some(p) => format!("{}:{p}", upstream.host_str().unwrap_or_default()),
         None => upstream.host_str().unwrap_or_default().to_owned(),
     };
-    let uri = match Uri::builder()
-        .scheme(upstream.scheme())
-        .authority(authority.as_str())
-        .path_and_query(path_and_query)
-        .build()
-    {
+    // Plain-HTTP upstreams go over this thread's own connections (origin-form target);
+    // TLS upstreams and websockets over hyper-util's client (absolute URI).
+    let lean = !websocket && upstream.scheme() == "http" && route.upstream_tls.is_none();
+    let uri = if lean {
+        Uri::try_from(path_and_query).map_err(http::Error::from)
+    } else {
+        Uri::builder()
+            .scheme(upstream.scheme())
+            .authority(authority.as_str())
+            .path_and_query(path_and_query)
+            .build()
+    };
+    let uri = match uri {
         Ok(u) => u,
         Err(e) => {
             warn!(error = %e, "cannot build the upstream URI");
@@ -132,37 +140,52 @@ pub async fn forward(
     *upstream_req.uri_mut() = uri;
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = headers;
-    match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
-        Ok(Ok(mut resp)) => {
+    let sent = tokio::time::timeout(route.timeout, async {
+        if lean {
+            let port = upstream.port_or_known_default().unwrap_or(80);
+            let address = format!("{}:{port}", upstream.host_str().unwrap_or_default());
+            return pool.send(&address, upstream_req).await.map(Sent::Body);
+        }
+        client.request(upstream_req).await.map(Sent::Incoming).map_err(Into::into)
+    });
+    let resp = match sent.await {
+        Ok(Ok(Sent::Incoming(resp))) => {
             if websocket && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 return switch_protocols(resp, client_upgrade, route);
             }
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            set_response_headers(&mut parts.headers, route, origin.https);
-            // A 101 we did not ask for cannot be relayed.
-            if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-                resp = Response::from_parts(parts, body);
-                drop(resp);
-                return error::bad_gateway(html);
-            }
-            let body = body.map_err(Into::into);
-            match route.idle_timeout {
-                Some(idle) => {
-                    Response::from_parts(parts, crate::idle::IdleBody::new(body, idle, route.index).boxed())
-                }
-                None => Response::from_parts(parts, body.boxed()),
-            }
+            resp.map(|b| b.map_err(Into::into).boxed())
         }
+        Ok(Ok(Sent::Body(resp))) => resp,
         Ok(Err(e)) => {
             warn!(error = %e, route = route.index, "upstream request failed");
-            error::bad_gateway(html)
+            return error::bad_gateway(html);
         }
         Err(_) => {
             warn!(route = route.index, "upstream timed out");
-            error::gateway_timeout(html)
+            return error::gateway_timeout(html);
         }
+    };
+    let (mut parts, body) = resp.into_parts();
+    // A 101 we did not ask for cannot be relayed.
+    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        drop(body);
+        return error::bad_gateway(html);
     }
+    strip_hop_by_hop(&mut parts.headers);
+    set_response_headers(&mut parts.headers, route, origin.https);
+    match route.idle_timeout {
+        Some(idle) => {
+            Response::from_parts(parts, crate::idle::IdleBody::new(body, idle, route.index).boxed())
+        }
+        None => Response::from_parts(parts, body),
+    }
+}
+
+/// An upstream's answer: from hyper-util's client (may be a websocket switch) or from the
+/// thread's own connections.
+enum Sent {
+    Incoming(Response<Incoming>),
+    Body(Response<Body>),
 }
 
 /// `Connection: upgrade` with `Upgrade: websocket`.

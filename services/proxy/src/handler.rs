@@ -29,6 +29,8 @@ pub struct Proxy {
     pub config: Arc<Config>,
     pub bus: Bus,
     pub client: UpstreamClient,
+    /// This thread's connections to plain-HTTP upstreams.
+    pool: Arc<crate::upstream::Pool>,
     pub cookie_sealer: Sealer,
     pub handle_sealer: Sealer,
     pub sign_in_signer: Signer,
@@ -91,6 +93,7 @@ impl Proxy {
             config,
             bus,
             client,
+            pool: crate::upstream::Pool::new(),
             jwks,
             authenticate_host,
         }
@@ -291,7 +294,10 @@ impl Proxy {
                         templates.push(("client_cert_fingerprint".into(), cert.fingerprint.clone()));
                     }
                     let granted = forward::Granted { headers, templates: &templates };
-                    forward::forward(&client, route, upstream, req, path, &origin, &granted, facts.html).await
+                    forward::forward(
+                        &client, &self.pool, route, upstream, req, path, &origin, &granted, facts.html,
+                    )
+                    .await
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);

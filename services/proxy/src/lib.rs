@@ -20,6 +20,7 @@ mod idle;
 mod internal;
 pub mod path;
 mod server;
+mod upstream;
 mod upstream_tls;
 mod x509;
 

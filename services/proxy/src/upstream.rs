@@ -1,0 +1,190 @@
+//! Plain-HTTP upstream connections of one serving thread: HTTP/1.1 keep-alive connections
+//! (hyper's client connection, so hyper still frames and validates every message), kept
+//! per upstream authority and reused in the request's own task.
+//!
+//! hyper-util's pooled client does the same job for every upstream, but pays on each request
+//! for a shared pool keyed by scheme and authority, a connector clone, and a spawned task
+//! that waits for the connection to become idle again. Here a connection goes back to its
+//! thread's list the moment its response body ends; a body abandoned midway closes it.
+//! TLS upstreams, websockets and requests with a body keep using hyper-util's client.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::{Body, BoxError};
+
+/// Idle connections kept per upstream authority (as hyper-util's client is configured).
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Connecting to an upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// The thread's idle connections, by `host:port`.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+}
+
+impl Pool {
+    pub fn new() -> Arc<Pool> {
+        Arc::new(Pool::default())
+    }
+
+    /// An idle connection to `authority` that is open and ready for a request.
+    fn take(&self, authority: &str) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(authority)?;
+        let now = Instant::now();
+        // Connections given back a moment ago whose task has not yet read the end of the
+        // last message: usable soon, not now.
+        let mut finishing = Vec::new();
+        let mut found = None;
+        while let Some(c) = list.pop() {
+            if c.sender.is_closed() || now.duration_since(c.since) > IDLE_TIMEOUT {
+                continue;
+            }
+            if c.sender.is_ready() {
+                found = Some(c.sender);
+                break;
+            }
+            finishing.push(c);
+        }
+        list.extend(finishing);
+        found
+    }
+
+    fn give_back(&self, authority: &str, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(authority.to_owned()).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(Idle { sender, since: Instant::now() });
+        }
+    }
+
+    /// Send `req` (origin-form URI, `Host` set, no body to replay) to `authority` over an
+    /// idle connection or a new one. A request that an idle connection could not take (the
+    /// upstream closed it meanwhile) goes once more, on a new connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        authority: &str,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, BoxError> {
+        let mut req = req;
+        if let Some(mut sender) = self.take(authority) {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.wrap(authority, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    // Never written: safe to send again on a fresh connection.
+                    Some(r) => {
+                        debug!(error = %e.error(), "idle upstream connection could not take the request; reconnecting");
+                        req = r;
+                    }
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = connect(authority).await?;
+        let resp = sender.send_request(req).await?;
+        Ok(self.wrap(authority, sender, resp))
+    }
+
+    fn wrap(
+        self: &Arc<Self>,
+        authority: &str,
+        sender: http1::SendRequest<Body>,
+        resp: http::Response<Incoming>,
+    ) -> http::Response<Body> {
+        let (parts, body) = resp.into_parts();
+        let back = Some((self.clone(), authority.to_owned(), sender));
+        let mut body = PooledBody { inner: body, back };
+        // Nothing to read (a HEAD, a 204, an empty body): the connection is free already.
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        http::Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+    }
+}
+
+async fn connect(authority: &str) -> Result<http1::SendRequest<Body>, BoxError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
+        .await
+        .map_err(|_| format!("connecting to {authority} timed out"))??;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// An upstream response body that gives its connection back once it has been read to the
+/// end. Dropped before the end, it takes the connection with it (hyper closes it).
+struct PooledBody {
+    inner: Incoming,
+    back: Option<(Arc<Pool>, String, http1::SendRequest<Body>)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((pool, authority, sender)) = self.back.take() {
+            pool.give_back(&authority, sender);
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            // A broken body leaves the connection in an unknown state: never reused.
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+}
