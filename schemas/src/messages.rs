@@ -104,7 +104,7 @@ pub struct ClientCertificate {
 }
 
 /// The decision of `authorize.check`. A deny is a decision, not an error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum CheckReply {
     /// Forward the request, adding these headers (after removing client-sent ones).
@@ -133,6 +133,48 @@ pub enum CheckReply {
         #[serde(default)]
         cache_for_ms: u64,
     },
+}
+
+/// Read as one flat object and then sorted by `decision`: the same JSON as the tagged enum
+/// describes, without serde's buffering of every value of an internally tagged enum (a reply
+/// carries an identity JWT, and the proxy reads one per check).
+impl<'de> Deserialize<'de> for CheckReply {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Allow,
+            Deny,
+            Login,
+        }
+        #[derive(Deserialize)]
+        struct Flat {
+            decision: Kind,
+            headers: Option<Vec<Header>>,
+            reasons: Vec<String>,
+            #[serde(default)]
+            cache_for_ms: u64,
+            #[serde(default)]
+            sealed_templates: Vec<Header>,
+            status: Option<u16>,
+        }
+        let f = Flat::deserialize(deserializer)?;
+        Ok(match f.decision {
+            Kind::Allow => CheckReply::Allow {
+                headers: f.headers.ok_or_else(|| D::Error::missing_field("headers"))?,
+                reasons: f.reasons,
+                cache_for_ms: f.cache_for_ms,
+                sealed_templates: f.sealed_templates,
+            },
+            Kind::Deny => CheckReply::Deny {
+                status: f.status.ok_or_else(|| D::Error::missing_field("status"))?,
+                reasons: f.reasons,
+                cache_for_ms: f.cache_for_ms,
+            },
+            Kind::Login => CheckReply::Login { reasons: f.reasons, cache_for_ms: f.cache_for_ms },
+        })
+    }
 }
 
 impl CheckReply {
@@ -415,4 +457,42 @@ pub struct DirectoryShowReply {
     pub user: DirectoryUser,
     /// The user's groups with their names, in the order of `user.groups`.
     pub groups: Vec<DirectoryGroup>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_replies_read_back_as_written_and_incomplete_ones_are_refused() {
+        let replies = [
+            CheckReply::Allow {
+                headers: vec![Header::new("x-portcullis-jwt-assertion", "a.b.c")],
+                reasons: vec!["domain-ok".into()],
+                cache_for_ms: 30_000,
+                sealed_templates: vec![Header::new("id_token", "sealed")],
+            },
+            CheckReply::Allow { headers: vec![], reasons: vec![], cache_for_ms: 0, sealed_templates: vec![] },
+            CheckReply::Deny { status: 403, reasons: vec!["domain-unauthorized".into()], cache_for_ms: 5 },
+            CheckReply::Login { reasons: vec!["user-unauthenticated".into()], cache_for_ms: 0 },
+        ];
+        for reply in replies {
+            let json = serde_json::to_string(&reply).expect("serialize");
+            assert_eq!(serde_json::from_str::<CheckReply>(&json).expect(&json), reply);
+        }
+        // Optional fields default; required ones are named when missing.
+        let login: CheckReply = serde_json::from_str(r#"{"decision":"login","reasons":[]}"#).expect("login");
+        assert_eq!(login, CheckReply::Login { reasons: vec![], cache_for_ms: 0 });
+        for (json, missing) in [
+            (r#"{"decision":"deny","reasons":[]}"#, "status"),
+            (r#"{"decision":"allow","reasons":[]}"#, "headers"),
+            (r#"{"decision":"login"}"#, "reasons"),
+            (r#"{"reasons":[]}"#, "decision"),
+        ] {
+            let error = serde_json::from_str::<CheckReply>(json).expect_err(json).to_string();
+            assert!(error.contains(missing), "{json}: {error}");
+        }
+        let unknown = serde_json::from_str::<CheckReply>(r#"{"decision":"maybe","reasons":[]}"#);
+        assert!(unknown.is_err(), "an unknown decision is refused");
+    }
 }

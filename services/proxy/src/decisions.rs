@@ -34,14 +34,16 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn new(reply: CheckReply) -> Decision {
-        let headers = match &reply {
-            CheckReply::Allow { headers, .. } => headers
-                .iter()
+    /// The granted headers move out of `reply` into `headers` (their values are checked, not
+    /// copied).
+    pub fn new(mut reply: CheckReply) -> Decision {
+        let headers = match &mut reply {
+            CheckReply::Allow { headers, .. } => std::mem::take(headers)
+                .into_iter()
                 .filter_map(|h| {
                     Some((
                         HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-                        HeaderValue::from_str(&h.value).ok()?,
+                        HeaderValue::from_maybe_shared(bytes::Bytes::from(h.value)).ok()?,
                     ))
                 })
                 .collect(),
