@@ -90,7 +90,8 @@ def settings():
         "nginx_upstream_workers": 1,
         "nginx_proxy_workers": e("BENCH_PROXY_WORKERS"),
         "apache_mpm": "event",
-        "order": "targets interleaved, order rotated every round",
+        "order": "targets interleaved; round r runs target m*(i+r-1) mod n at position i, with a step m coprime to n that changes every round",
+        "pause_before_each_run_s": e("BENCH_PAUSE_S"),
     }
 
 

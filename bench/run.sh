@@ -407,7 +407,7 @@ rss_pc_hwm="$(rss_kb "${pid[portcullis]}" VmHWM)"; rss_pc_now="$(rss_kb "${pid[p
 rss_pcn_hwm="$(rss_kb "${pid[pc-nocache]}" VmHWM)"; rss_pcn_now="$(rss_kb "${pid[pc-nocache]}" VmRSS)"
 
 # --- 7. report ----------------------------------------------------------------------------------
-export BENCH_ROUNDS_N="$rounds" BENCH_DURATION_S="$duration" BENCH_WARMUP_S="$warmup" \
+export BENCH_ROUNDS_N="$rounds" BENCH_DURATION_S="$duration" BENCH_WARMUP_S="$warmup" BENCH_PAUSE_S="$pause" \
     BENCH_THREADS_N="$threads" BENCH_CONNECTIONS_N="$connections" BENCH_PROXY_WORKERS="$proxy_workers" \
     BENCH_NATS_SERVER="$nats_server" BENCH_DECISION_CACHE_KNOWN="$decision_cache_known" \
     BENCH_RSS="portcullis:${rss_pc_hwm:-0}:${rss_pc_now:-0},portcullis-nocache:${rss_pcn_hwm:-0}:${rss_pcn_now:-0}"

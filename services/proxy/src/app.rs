@@ -62,8 +62,11 @@ impl App {
             sockets.push(socket);
         }
         let bus = Bus::connect(&config.nats, "portcullis-proxy").await?;
-        let decisions =
-            Arc::new(DecisionCache::new(config.decision_cache.enabled, config.decision_cache.max_entries));
+        let decisions = Arc::new(DecisionCache::new(
+            config.decision_cache.enabled,
+            config.decision_cache.max_entries,
+            threads,
+        ));
         Ok(App { sockets, address: bound, tls, config, bus, decisions, live })
     }
 
@@ -111,7 +114,7 @@ impl App {
                         Ok(l) => l,
                         Err(e) => return error!(error = %e, "cannot listen"),
                     };
-                    let proxy = Arc::new(Proxy::new(config, bus, client, decisions, balancer, live, roots));
+                    let proxy = Arc::new(Proxy::new(config, bus, client, decisions, i, balancer, live, roots));
                     server::serve(listener, tls, proxy, shutdown).await;
                 });
             });

@@ -120,7 +120,10 @@ impl Balancer {
     /// Choose an upstream of `route` for a request of `session` (if any).
     pub fn pick(&self, route: &Route, session: Option<&str>) -> Pick {
         let n = route.to.len();
-        let state = self.routes.read().ok().and_then(|r| r.get(&route.id).cloned()).filter(|_| n > 1);
+        if n < 2 {
+            return Pick { index: 0, state: None };
+        }
+        let state = self.routes.read().ok().and_then(|r| r.get(&route.id).cloned());
         let Some(state) = state else {
             return Pick { index: 0, state: None };
         };

@@ -53,23 +53,34 @@ impl Decision {
     }
 }
 
+/// The cache, in one shard per serving thread: a thread reads only its own shard, so the hot
+/// path takes no lock that another core just wrote (each thread asks authorize once for a
+/// session and route it has not seen; invalidations reach every shard).
 pub struct DecisionCache {
     enabled: bool,
+    /// Entries per shard before it is emptied.
     max_entries: usize,
-    map: RwLock<HashMap<String, SessionDecisions>>,
+    shards: Vec<RwLock<HashMap<String, SessionDecisions>>>,
     /// Bumped by every invalidation: a reply requested before one is not stored after it (it
     /// may predate the revocation that caused it).
     generation: AtomicU64,
 }
 
 impl DecisionCache {
-    pub fn new(enabled: bool, max_entries: usize) -> DecisionCache {
+    /// A cache of at most `max_entries` sessions in all, in `shards` shards (one per serving
+    /// thread; a shard index beyond them uses the last).
+    pub fn new(enabled: bool, max_entries: usize, shards: usize) -> DecisionCache {
+        let shards = shards.max(1);
         DecisionCache {
             enabled,
-            max_entries,
-            map: RwLock::new(HashMap::new()),
+            max_entries: (max_entries / shards).max(1),
+            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
             generation: AtomicU64::new(0),
         }
+    }
+
+    fn shard(&self, shard: usize) -> &RwLock<HashMap<String, SessionDecisions>> {
+        &self.shards[shard.min(self.shards.len() - 1)]
     }
 
     /// Take before asking authorize; give to [`DecisionCache::put`].
@@ -77,24 +88,33 @@ impl DecisionCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// A reusable decision for (`session`, `route`), if one is fresh.
-    pub fn get(&self, session: Option<&str>, route: &str) -> Option<Arc<Decision>> {
+    /// A reusable decision for (`session`, `route`) in `shard`, if one is fresh.
+    pub fn get(&self, shard: usize, session: Option<&str>, route: &str) -> Option<Arc<Decision>> {
         if !self.enabled {
             return None;
         }
-        let map = self.map.read().ok()?;
+        let map = self.shard(shard).read().ok()?;
         let cached = map.get(session.unwrap_or(""))?.routes.get(route)?;
         (cached.until > Instant::now()).then(|| cached.reply.clone())
     }
 
-    /// Remember `reply` if authorize allowed reuse and nothing was invalidated since
-    /// `generation` was taken.
-    pub fn put(&self, session: Option<&str>, route: &str, reply: &Arc<Decision>, generation: u64) {
+    /// Remember `reply` in `shard` if authorize allowed reuse and nothing was invalidated
+    /// since `generation` was taken.
+    pub fn put(
+        &self,
+        shard: usize,
+        session: Option<&str>,
+        route: &str,
+        reply: &Arc<Decision>,
+        generation: u64,
+    ) {
         let ttl = reply.reply.cache_for_ms();
         if !self.enabled || ttl == 0 {
             return;
         }
-        let Ok(mut map) = self.map.write() else { return };
+        let Ok(mut map) = self.shard(shard).write() else { return };
+        // Checked under the shard's lock: an invalidation bumps the generation before it
+        // takes the locks, so either this sees the bump or the invalidation sees this entry.
         if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
@@ -112,16 +132,20 @@ impl DecisionCache {
 
     /// Drop everything known about `session`.
     pub fn forget_session(&self, session: &str) {
-        if let Ok(mut map) = self.map.write() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            map.remove(session);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            if let Ok(mut map) = shard.write() {
+                map.remove(session);
+            }
         }
     }
 
     pub fn clear(&self) {
-        if let Ok(mut map) = self.map.write() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            map.clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            if let Ok(mut map) = shard.write() {
+                map.clear();
+            }
         }
     }
 
@@ -184,28 +208,45 @@ mod tests {
 
     #[test]
     fn caches_only_what_authorize_allows_and_forgets_sessions() {
-        let cache = DecisionCache::new(true, 10);
-        cache.put(Some("s1"), "r1", &allow(0), cache.generation());
-        assert!(cache.get(Some("s1"), "r1").is_none(), "0 means do not reuse");
-        cache.put(Some("s1"), "r1", &allow(60_000), cache.generation());
-        cache.put(None, "r1", &allow(60_000), cache.generation());
-        assert!(cache.get(Some("s1"), "r1").is_some());
-        assert!(cache.get(Some("s1"), "r2").is_none());
-        assert!(cache.get(Some("s2"), "r1").is_none());
+        let cache = DecisionCache::new(true, 10, 1);
+        cache.put(0, Some("s1"), "r1", &allow(0), cache.generation());
+        assert!(cache.get(0, Some("s1"), "r1").is_none(), "0 means do not reuse");
+        cache.put(0, Some("s1"), "r1", &allow(60_000), cache.generation());
+        cache.put(0, None, "r1", &allow(60_000), cache.generation());
+        assert!(cache.get(0, Some("s1"), "r1").is_some());
+        assert!(cache.get(0, Some("s1"), "r2").is_none());
+        assert!(cache.get(0, Some("s2"), "r1").is_none());
         cache.forget_session("s1");
-        assert!(cache.get(Some("s1"), "r1").is_none());
-        assert!(cache.get(None, "r1").is_some(), "anonymous decisions are separate");
-        let off = DecisionCache::new(false, 10);
-        off.put(Some("s1"), "r1", &allow(60_000), off.generation());
-        assert!(off.get(Some("s1"), "r1").is_none());
+        assert!(cache.get(0, Some("s1"), "r1").is_none());
+        assert!(cache.get(0, None, "r1").is_some(), "anonymous decisions are separate");
+        let off = DecisionCache::new(false, 10, 1);
+        off.put(0, Some("s1"), "r1", &allow(60_000), off.generation());
+        assert!(off.get(0, Some("s1"), "r1").is_none());
     }
 
     #[test]
     fn a_reply_older_than_an_invalidation_is_not_stored() {
-        let cache = DecisionCache::new(true, 10);
+        let cache = DecisionCache::new(true, 10, 1);
         let before = cache.generation();
         cache.forget_session("s1"); // a revocation arrives while authorize is being asked
-        cache.put(Some("s1"), "r1", &allow(60_000), before);
-        assert!(cache.get(Some("s1"), "r1").is_none());
+        cache.put(0, Some("s1"), "r1", &allow(60_000), before);
+        assert!(cache.get(0, Some("s1"), "r1").is_none());
+    }
+
+    #[test]
+    fn shards_are_separate_and_invalidations_reach_every_one() {
+        let cache = DecisionCache::new(true, 10, 2);
+        cache.put(0, Some("s1"), "r1", &allow(60_000), cache.generation());
+        assert!(cache.get(1, Some("s1"), "r1").is_none(), "each thread asks once itself");
+        cache.put(1, Some("s1"), "r1", &allow(60_000), cache.generation());
+        cache.put(1, Some("s2"), "r1", &allow(60_000), cache.generation());
+        cache.forget_session("s1");
+        assert!(cache.get(0, Some("s1"), "r1").is_none() && cache.get(1, Some("s1"), "r1").is_none());
+        assert!(cache.get(1, Some("s2"), "r1").is_some());
+        cache.clear();
+        assert!(cache.get(1, Some("s2"), "r1").is_none());
+        // An index past the shards (more threads than planned) uses the last one.
+        cache.put(7, Some("s3"), "r1", &allow(60_000), cache.generation());
+        assert!(cache.get(1, Some("s3"), "r1").is_some());
     }
 }

@@ -44,11 +44,28 @@ pub struct Proxy {
     pub balancer: Arc<Balancer>,
     /// The current routes (reloaded when the file changes).
     pub live: LiveConfig,
+    /// This thread's hold on the current routes: the shared configuration behind an `Arc` of
+    /// the thread's own, so that taking it per request bumps no counter another core also
+    /// bumps; renewed when the file was reloaded.
+    current: std::sync::Mutex<(LiveConfig, Arc<Held>)>,
+    /// This thread's shard of the decision cache.
+    shard: usize,
     /// Clients of routes with their own upstream TLS settings, by route id (this thread's).
     route_clients: std::sync::Mutex<std::collections::HashMap<String, UpstreamClient>>,
     roots: rustls::RootCertStore,
     jwks: Bytes,
     authenticate_host: String,
+}
+
+/// The shared configuration, held by one serving thread (see `Proxy::current`).
+pub struct Held(Arc<Config>);
+
+impl std::ops::Deref for Held {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0
+    }
 }
 
 /// What the proxy has worked out about a request before deciding.
@@ -67,11 +84,13 @@ pub struct RequestFacts<'a> {
 impl Proxy {
     /// A proxy with its own upstream `client` (one per serving thread) and the shared
     /// decision cache.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         bus: Bus,
         client: UpstreamClient,
         decisions: Arc<DecisionCache>,
+        shard: usize,
         balancer: Arc<Balancer>,
         live: LiveConfig,
         roots: rustls::RootCertStore,
@@ -87,6 +106,12 @@ impl Proxy {
             decisions,
             checks: crate::checks::Checks::new(bus.clone()),
             balancer,
+            current: {
+                let mut rx = live.clone();
+                let now = Arc::new(Held(rx.borrow_and_update().clone()));
+                std::sync::Mutex::new((rx, now))
+            },
+            shard,
             live,
             route_clients: std::sync::Mutex::new(std::collections::HashMap::new()),
             roots,
@@ -139,11 +164,21 @@ impl Proxy {
             return self.internal(req, &facts, &path).await;
         }
         // The routes of this request: a reload mid-request does not change them.
-        let live = self.live.borrow().clone();
+        let live = self.current();
         let Some(route) = live.find_route(&host, port, &path) else {
             return error::not_found(html);
         };
         self.authorize_and_forward(req, route, &path, &facts).await
+    }
+
+    /// The current configuration (see `current`).
+    fn current(&self) -> Arc<Held> {
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rx, now) = &mut *current;
+        if rx.has_changed().unwrap_or(false) {
+            *now = Arc::new(Held(rx.borrow_and_update().clone()));
+        }
+        now.clone()
     }
 
     async fn internal(&self, req: Request<Incoming>, facts: &RequestFacts<'_>, path: &str) -> Response<Body> {
@@ -251,7 +286,7 @@ impl Proxy {
         // The cache key is the session and the route: authorize marks decisions of policies
         // that read the request itself (method, path, address, time) as not reusable.
         let reply: Result<Arc<Decision>, BusError> =
-            match self.decisions.get(session_id.as_deref(), &route.id) {
+            match self.decisions.get(self.shard, session_id.as_deref(), &route.id) {
                 Some(cached) => Ok(cached),
                 None => {
                     let generation = self.decisions.generation();
@@ -270,7 +305,7 @@ impl Proxy {
                     let answer: Result<CheckReply, BusError> = self.checks.check(check).await;
                     answer.map(|r| {
                         let r = Arc::new(Decision::new(r));
-                        self.decisions.put(session_id.as_deref(), &route.id, &r, generation);
+                        self.decisions.put(self.shard, session_id.as_deref(), &route.id, &r, generation);
                         r
                     })
                 }
