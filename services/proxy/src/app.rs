@@ -115,6 +115,7 @@ impl App {
                         Err(e) => return error!(error = %e, "cannot listen"),
                     };
                     let proxy = Arc::new(Proxy::new(config, bus, client, decisions, i, balancer, live, roots));
+                    tokio::spawn(crate::upstream::sweep(proxy.upstream_pool(), shutdown.clone()));
                     server::serve(listener, tls, proxy, shutdown).await;
                 });
             });

@@ -231,6 +231,11 @@ impl Proxy {
             .collect()
     }
 
+    /// This thread's connections to plain-HTTP upstreams.
+    pub fn upstream_pool(&self) -> Arc<crate::upstream::Pool> {
+        self.pool.clone()
+    }
+
     /// The client for `route`: the shared one, or one made for its TLS settings.
     fn client_for(&self, route: &Route) -> Option<UpstreamClient> {
         let Some(tls) = &route.upstream_tls else { return Some(self.client.clone()) };

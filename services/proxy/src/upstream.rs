@@ -27,6 +27,8 @@ use crate::{Body, BoxError};
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often idle connections past [`IDLE_TIMEOUT`] are closed.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Connecting to an upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,6 +69,22 @@ impl Pool {
         }
         list.extend(finishing);
         found
+    }
+
+    /// Close the connections idle longer than [`IDLE_TIMEOUT`] at `now`, and forget those the
+    /// upstream closed (an upstream that keeps idle connections open forever would otherwise
+    /// hold them, and their sockets, until the next request to it).
+    fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        for list in idle.values_mut() {
+            // Dropping the last handle of an idle connection makes hyper close it.
+            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) <= IDLE_TIMEOUT);
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum()
     }
 
     fn give_back(&self, authority: &str, sender: http1::SendRequest<Body>) {
@@ -121,6 +139,14 @@ impl Pool {
             body.release();
         }
         http::Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+    }
+}
+
+/// Sweep `pool` every [`SWEEP_EVERY`] until `shutdown` (one task per serving thread).
+pub async fn sweep(pool: Arc<Pool>, shutdown: portcullis_runtime::Shutdown) {
+    while !shutdown.sleep_or_stop(SWEEP_EVERY).await {
+        pool.sweep(Instant::now());
+        debug!(idle = pool.idle_count(), "upstream connections swept");
     }
 }
 
@@ -186,5 +212,80 @@ impl Drop for PooledBody {
         if self.inner.is_end_stream() {
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A real HTTP/1.1 upstream on loopback that answers `ok` and keeps connections alive.
+    async fn upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = open.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    // The connection ended (the proxy closed it).
+                    counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        (address, open)
+    }
+
+    fn get(address: &str) -> http::Request<Body> {
+        http::Request::builder()
+            .uri("/")
+            .header(http::header::HOST, address)
+            .body(http_body_util::Empty::new().map_err(Into::into).boxed())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_after_their_body_ends_and_closed_after_the_idle_timeout() {
+        let (address, open) = upstream().await;
+        let pool = Pool::new();
+        for _ in 0..3 {
+            let response = pool.send(&address, get(&address)).await.expect("answer");
+            let body = response.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(&body[..], b"ok");
+        }
+        assert_eq!(pool.idle_count(), 1, "three requests in a row over one connection");
+        assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // A body dropped before its end takes its connection with it.
+        let response = pool.send(&address, get(&address)).await.expect("answer");
+        drop(response);
+        assert_eq!(pool.idle_count(), 0);
+
+        let response = pool.send(&address, get(&address)).await.expect("answer");
+        response.into_body().collect().await.expect("body");
+        assert_eq!(pool.idle_count(), 1);
+        pool.sweep(Instant::now());
+        assert_eq!(pool.idle_count(), 1, "not idle for long yet");
+        pool.sweep(Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(pool.idle_count(), 0, "swept after the idle timeout");
+        // The upstream sees both connections closed.
+        for _ in 0..100 {
+            if open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} upstream connections still open", open.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
