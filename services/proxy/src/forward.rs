@@ -142,8 +142,11 @@ pub async fn forward(
     *upstream_req.headers_mut() = headers;
     let sent = tokio::time::timeout(route.timeout, async {
         if lean {
-            let port = upstream.port_or_known_default().unwrap_or(80);
-            let address = format!("{}:{port}", upstream.host_str().unwrap_or_default());
+            // `authority` already is `host:port` unless the URL leaves the port out.
+            let address = match upstream.port() {
+                Some(_) => std::borrow::Cow::Borrowed(authority.as_str()),
+                None => std::borrow::Cow::Owned(format!("{authority}:80")),
+            };
             return pool.send(&address, upstream_req).await.map(Sent::Body);
         }
         client.request(upstream_req).await.map(Sent::Incoming).map_err(Into::into)

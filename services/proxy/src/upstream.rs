@@ -6,7 +6,7 @@
 //! for a shared pool keyed by scheme and authority, a connector clone, and a spawned task
 //! that waits for the connection to become idle again. Here a connection goes back to its
 //! thread's list the moment its response body ends; a body abandoned midway closes it.
-//! TLS upstreams, websockets and requests with a body keep using hyper-util's client.
+//! TLS upstreams and websockets keep using hyper-util's client.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -98,9 +98,10 @@ impl Pool {
         }
     }
 
-    /// Send `req` (origin-form URI, `Host` set, no body to replay) to `authority` over an
-    /// idle connection or a new one. A request that an idle connection could not take (the
-    /// upstream closed it meanwhile) goes once more, on a new connection.
+    /// Send `req` (origin-form URI, `Host` set) to `authority` (`host:port`) over an idle
+    /// connection or a new one. A request that an idle connection could not take (the
+    /// upstream closed it meanwhile) goes once more, on a new connection: hyper hands it back
+    /// only when none of it was written, so its body has not been read yet.
     pub async fn send(
         self: &Arc<Self>,
         authority: &str,
