@@ -289,4 +289,49 @@ mod tests {
         }
         panic!("{} upstream connections still open", open.load(std::sync::atomic::Ordering::SeqCst));
     }
+
+    /// An upstream that answers one request per connection and then closes it without saying
+    /// so (as one whose keep-alive timeout expires does): the pool must notice, in the sweep
+    /// and when the next request comes, and send that request on a new connection.
+    #[tokio::test]
+    async fn an_idle_connection_the_upstream_closed_is_not_used() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                });
+            }
+        });
+        let pool = Pool::new();
+        let response = pool.send(&address, get(&address)).await.expect("answer");
+        response.into_body().collect().await.expect("body");
+        assert_eq!(pool.idle_count(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pool.sweep(Instant::now());
+        assert_eq!(pool.idle_count(), 0, "the sweep drops a connection the upstream closed");
+
+        let response = pool.send(&address, get(&address)).await.expect("answer");
+        response.into_body().collect().await.expect("body");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Closed again while idle; this time the request itself finds out.
+        let response = pool.send(&address, get(&address)).await.expect("a new connection answers");
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
 }
