@@ -3,13 +3,15 @@
 benchmark use while a round ran (a compiler, a browser test, another benchmark...)?
 
   cpu.py snapshot FILE SHELL_PID PGID...   write a snapshot of every process's CPU time to FILE
-  cpu.py delta BEFORE_FILE AFTER_FILE      print {"busy_pct", "bench_pct", "other_pct"}
+  cpu.py delta BEFORE_FILE AFTER_FILE      print {"busy_pct", "bench_pct", "other_pct", "steal_pct"}
 
 bench = the processes in the given process groups (the servers) and the shell's reaped children
 (wrk, which has exited by the second snapshot). other = every other process, summed from its own
 utime+stime+cutime+cstime (so a compiler that started and exited during the round counts through
 its parent's cutime), except the kernel's ksoftirqd threads: they mostly carry the benchmark's
 own loopback traffic. busy = all non-idle time in /proc/stat (it includes softirq and steal).
+steal = time the hypervisor gave this machine's virtual CPUs to someone else: on a shared host
+the benchmark's processes ran that much less, and no process here shows it.
 Percentages are of all cores over the round.
 """
 
@@ -47,12 +49,13 @@ def snapshot(shell_pid, pgids):
         elif not comm.startswith("ksoftirqd/"):
             # kworker names carry their current work item (kworker/u8:0-events): keep the kind
             others[f"{entry}/{starttime}"] = [utime + stime + cutime + cstime, comm.split("-")[0].split("/")[0]]
-    return {"total": total, "busy": busy, "bench": bench, "others": others}
+    return {"total": total, "busy": busy, "steal": fields[7], "bench": bench, "others": others}
 
 
 def delta(before, after):
     total = max(after["total"] - before["total"], 1)
     busy = after["busy"] - before["busy"]
+    steal = after.get("steal", 0) - before.get("steal", 0)
     bench = after["bench"] - before["bench"]
     by_name = {}
     for key, (t, name) in after["others"].items():
@@ -66,7 +69,7 @@ def delta(before, after):
     pct = lambda x: round(100.0 * max(x, 0) / total, 1)  # noqa: E731
     top = sorted(((t, n) for n, t in by_name.items() if t > 0), reverse=True)[:3]
     return {"busy_pct": pct(busy), "bench_pct": pct(bench), "other_pct": pct(other),
-            "other_top": {n: pct(t) for t, n in top}}
+            "steal_pct": pct(steal), "other_top": {n: pct(t) for t, n in top}}
 
 
 def main():

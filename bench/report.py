@@ -24,6 +24,7 @@ TARGETS = [
     ("portcullis-nocache", "e", "Portcullis, decision cache off"),
 ]
 OTHER_CPU_WARN_PCT = 15  # this VM's kernel DAMON thread (kdamond) alone takes ~8%
+STEAL_WARN_PCT = 5  # time the hypervisor gave to other guests
 RSS_LIMIT_BYTES = 60 * 1000 * 1000  # "RSS < 60 MB", decimal megabytes (the stricter reading)
 
 
@@ -150,6 +151,8 @@ def main():
             "median": {k: med(k) for k in ("req_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms")},
             "other_cpu_pct_median": statistics.median(r["cpu"]["other_pct"] for r in rounds)
             if rounds and all(r["cpu"] for r in rounds) else None,
+            # the most the hypervisor took in any round (0 on bare metal; older runs lack it)
+            "steal_pct_max": max((r["cpu"].get("steal_pct", 0) for r in rounds if r["cpu"]), default=None),
             "req_per_s_min": min((r["req_per_s"] for r in rounds), default=None),
             "req_per_s_max": max((r["req_per_s"] for r in rounds), default=None),
             "errors_total": sum(sum(r["errors"].values()) for r in rounds),
@@ -176,6 +179,7 @@ def main():
     mem = rss()
     d, c, e = targets["portcullis"], targets["apache"], targets["portcullis-nocache"]
     hwm_bytes = mem.get("portcullis", {}).get("VmHWM_kb", 0) * 1024 or None
+    hwm_nocache_bytes = mem.get("portcullis-nocache", {}).get("VmHWM_kb", 0) * 1024 or None
     checks = [
         ("(d) req/s >= 0.9 x nginx (b)", d["ratios"]["req_per_s_vs_nginx"], ">=", 0.9, ["portcullis", "nginx"]),
         ("(d) p99 <= 1.5 x nginx (b)", d["ratios"]["p99_vs_nginx"], "<=", 1.5, ["portcullis", "nginx"]),
@@ -183,6 +187,8 @@ def main():
          ["portcullis", "apache"]),
         ("(e) req/s >= 0.5 x nginx (b)", e["ratios"]["req_per_s_vs_nginx"], ">=", 0.5, ["portcullis-nocache", "nginx"]),
         ("(d) peak RSS < 60 MB", hwm_bytes / 1e6 if hwm_bytes else None, "<", RSS_LIMIT_BYTES / 1e6, []),
+        ("(e) peak RSS < 60 MB", hwm_nocache_bytes / 1e6 if hwm_nocache_bytes else None, "<",
+         RSS_LIMIT_BYTES / 1e6, []),
     ]
     acceptance = []
     for name, value, op, limit, involved in checks:
@@ -219,7 +225,7 @@ def main():
     print(f"wrk -t{s['wrk_threads']} -c{s['wrk_connections']} -d{s['duration']} --latency, keep-alive; "
           f"median of {s['rounds']} interleaved rounds; {result['machine']['nproc']} cores shared by everything")
     head = (f"{'':4}{'target':32}{'req/s':>9}{'spread':>8}{'p50 ms':>8}{'p99 ms':>8}"
-            f"{'req/s÷a':>9}{'req/s÷b':>9}{'p99÷a':>7}{'p99÷b':>7}{'errors':>8}{'other CPU':>10}")
+            f"{'req/s÷a':>9}{'req/s÷b':>9}{'p99÷a':>7}{'p99÷b':>7}{'errors':>8}{'other CPU':>10}{'steal':>7}")
     print(head)
     print("-" * len(head))
     for name, letter, label in TARGETS:
@@ -232,9 +238,16 @@ def main():
               f"{fmt(m['p50_ms'], '8.2f')}{fmt(m['p99_ms'], '8.2f')}"
               f"{fmt(r['req_per_s_vs_upstream'], '9.2f')}{fmt(r['req_per_s_vs_nginx'], '9.2f')}"
               f"{fmt(r['p99_vs_upstream'], '7.2f')}{fmt(r['p99_vs_nginx'], '7.2f')}{t['errors_total']:8d}"
-              f"{fmt(t['other_cpu_pct_median'], '9.0f')}%")
+              f"{fmt(t['other_cpu_pct_median'], '9.0f')}%{fmt(t['steal_pct_max'], '6.0f')}%")
     print("spread = (max - min) / median of req/s over the rounds; errors = wrk socket errors + HTTP >= 400;")
-    print("other CPU = share of the machine used by processes outside the benchmark during the rounds (median)")
+    print("other CPU = share of the machine used by processes outside the benchmark during the rounds (median);")
+    print("steal = share the hypervisor gave to other guests in the target's worst round (max)")
+    stolen = [(r["round"], t["letter"], r["cpu"]["steal_pct"]) for t in targets.values() for r in t["rounds"]
+              if r["cpu"] and r["cpu"].get("steal_pct", 0) > STEAL_WARN_PCT]
+    if stolen:
+        worst = ", ".join(f"round {rnd} ({letter}) {p:.0f}%" for rnd, letter, p in sorted(stolen, key=lambda x: -x[2])[:3])
+        print(f"NOISY: the hypervisor took more than {STEAL_WARN_PCT}% of the CPU in {len(stolen)} measurements"
+              f" (worst: {worst}); compare runs, not single rounds")
     noisy = [(r["round"], t["letter"], r["cpu"]) for t in targets.values() for r in t["rounds"]
              if r["cpu"] and r["cpu"]["other_pct"] > OTHER_CPU_WARN_PCT]
     if noisy:

@@ -397,7 +397,7 @@ for r in $(seq 1 "$rounds"); do
         [ -n "$line" ] || die "no result from wrk for $name (output: $out)"
         printf '{"round":%d,"target":"%s","loadavg1_before":%s,"response_bytes":%d,"cpu":%s,"wrk":%s}\n' \
             "$r" "$name" "$load" "${expected_size[$name]}" "$cpu" "$line" >>"$rounds_file"
-        log "round $r/$rounds $name: $(python3 -c 'import json,sys; w=json.loads(sys.argv[1]); c=json.loads(sys.argv[2]); print("%.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %s; CPU busy %.0f%%, other processes %.0f%%" % (w["requests"]/(w["duration_us"]/1e6), w["p50_us"]/1e3, w["p99_us"]/1e3, sum(w["errors"].values()), c["busy_pct"], c["other_pct"]))' "$line" "$cpu")"
+        log "round $r/$rounds $name: $(python3 -c 'import json,sys; w=json.loads(sys.argv[1]); c=json.loads(sys.argv[2]); print("%.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %s; CPU busy %.0f%%, other processes %.0f%%, steal %.0f%%" % (w["requests"]/(w["duration_us"]/1e6), w["p50_us"]/1e3, w["p99_us"]/1e3, sum(w["errors"].values()), c["busy_pct"], c["other_pct"], c.get("steal_pct", 0)))' "$line" "$cpu")"
     done
 done
 
