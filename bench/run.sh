@@ -10,7 +10,7 @@
 # Every server listens on 127.0.0.1 on a free port picked now; all state, configs and logs are
 # in .tmp/bench/. Results: a table on stdout, bench/results/latest.{json,png}. See bench/README.md.
 #
-# Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10s), BENCH_CONNECTIONS (64),
+# Knobs (environment): BENCH_ROUNDS (5), BENCH_DURATION (10s), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (2), BENCH_WARMUP (3s), BENCH_PAUSE (2, seconds idle before each run),
 # BENCH_NGINX_PROXY_WORKERS (1), BENCH_STRICT=1 (exit 1
 # when an acceptance target fails), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_BIN (another
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-rounds="${BENCH_ROUNDS:-3}"
+rounds="${BENCH_ROUNDS:-5}"
 duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-64}"
 threads="${BENCH_THREADS:-2}"
