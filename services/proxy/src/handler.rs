@@ -147,8 +147,7 @@ impl Proxy {
             return error::bad_request("Header names with underscores are not accepted.", html);
         }
         let (host, port) = split_host(&host_header);
-        let raw_path = req.uri().path().to_owned();
-        let path = match path::normalize(&raw_path) {
+        let path = match path::normalize(req.uri().path()) {
             Ok(p) => p.into_owned(),
             Err(e) => return error::bad_request(&e.to_string(), html),
         };
@@ -236,17 +235,18 @@ impl Proxy {
         self.pool.clone()
     }
 
-    /// The client for `route`: the shared one, or one made for its TLS settings.
-    fn client_for(&self, route: &Route) -> Option<UpstreamClient> {
-        let Some(tls) = &route.upstream_tls else { return Some(self.client.clone()) };
+    /// The client for `route`: the thread's own (borrowed: cloning a client bumps several
+    /// reference counts), or one made for its TLS settings.
+    fn client_for(&self, route: &Route) -> Option<std::borrow::Cow<'_, UpstreamClient>> {
+        let Some(tls) = &route.upstream_tls else { return Some(std::borrow::Cow::Borrowed(&self.client)) };
         let mut clients = self.route_clients.lock().ok()?;
         if let Some(c) = clients.get(&route.id) {
-            return Some(c.clone());
+            return Some(std::borrow::Cow::Owned(c.clone()));
         }
         match forward::client(Some(tls), &self.roots) {
             Ok(c) => {
                 clients.insert(route.id.clone(), c.clone());
-                Some(c)
+                Some(std::borrow::Cow::Owned(c))
             }
             Err(error) => {
                 warn!(%error, route = route.index, "cannot set up TLS to the upstream");
