@@ -169,6 +169,19 @@ async fn without_the_decision_cache_every_request_is_checked_and_concurrent_chec
     }
     assert_eq!(checks, 40, "one check per request");
     assert!(count < 40, "{count} messages for 40 concurrent checks");
+
+    // Fewer requests than the last message carried: the next message waits for more checks
+    // only briefly (a millisecond), never until the request deadline.
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let urls: Vec<String> = (0..3).map(|i| env.app_url(&format!("/few/{round}/{i}"))).collect();
+        let few = urls.iter().map(|u| browser.get_json(u));
+        for r in futures::future::join_all(few).await {
+            assert_eq!(r.unwrap().status().as_u16(), 200);
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(800), "three checks took {took:?}");
+    }
 }
 
 #[tokio::test]

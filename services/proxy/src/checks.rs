@@ -2,19 +2,30 @@
 //! authorize, over NATS. While a check message is in flight, checks that arrive wait for the
 //! next message and travel together (`authorize.check_batch`), each still decided on its
 //! own. At low load a check leaves at once, alone; under load the NATS cost (messages,
-//! syscalls, the server's routing) is shared by the checks in a message instead of paid by each.
+//! syscalls, the server's routing, a few thread wake-ups in every process on the way) is
+//! shared by the checks in a message instead of paid by each.
+//!
+//! Under load the requests of a thread would otherwise split into two groups taking turns:
+//! those answered by one message, whose next requests arrive while the other group's message
+//! is in flight. So after a message of n checks is answered, the next one waits until n checks
+//! have queued (its own group is back), at most [`MAX_GATHER`]; a check that brings the queue
+//! to n sends it at once. The groups merge, and a message carries about every connection of
+//! the thread (`just bench`: half the messages, a quarter less CPU per request).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use portcullis_runtime::bus::{Bus, BusError};
 use portcullis_schemas::messages::{CheckBatchReply, CheckBatchRequest, CheckReply, CheckRequest, Reply};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 /// Messages one serving thread keeps in flight before checks start to queue.
 const MAX_IN_FLIGHT: usize = 1;
 /// Most checks in one message (replies carry identity JWTs and sealed tokens: this keeps a
 /// message well under NATS's default 1 MB payload limit).
 const MAX_BATCH: usize = 64;
+/// Longest the next message waits for as many checks as the last one carried.
+const MAX_GATHER: Duration = Duration::from_millis(1);
 /// Most checks waiting for a message; beyond it a check fails at once (503) rather than join
 /// a backlog it could only time out in.
 const MAX_QUEUE: usize = 4096;
@@ -27,11 +38,15 @@ pub struct Checks {
     batch_subject: String,
     single_subject: String,
     state: Mutex<State>,
+    /// Told when the queue reaches `State::gather`.
+    gathered: Notify,
 }
 
 #[derive(Default)]
 struct State {
     in_flight: usize,
+    /// While a sender gathers: the queue length it waits for (0: none waits).
+    gather: usize,
     queue: Vec<(CheckRequest, Waiter)>,
 }
 
@@ -39,7 +54,13 @@ impl Checks {
     pub fn new(bus: Bus) -> Arc<Checks> {
         let batch_subject = bus.contract().authorize_check_batch();
         let single_subject = bus.contract().authorize_check();
-        Arc::new(Checks { bus, batch_subject, single_subject, state: Mutex::new(State::default()) })
+        Arc::new(Checks {
+            bus,
+            batch_subject,
+            single_subject,
+            state: Mutex::new(State::default()),
+            gathered: Notify::new(),
+        })
     }
 
     /// The queue. A counter and a list stay consistent even if a holder panicked, so a
@@ -59,6 +80,11 @@ impl Checks {
                 return Err(BusError::Timeout(deadline));
             }
             state.queue.push((check, tx));
+            if state.gather > 0 && state.queue.len() >= state.gather {
+                state.gather = 0;
+                // Stored if the sender is not waiting yet: it goes at once when it does.
+                self.gathered.notify_one();
+            }
             if state.in_flight < MAX_IN_FLIGHT {
                 state.in_flight += 1;
                 Some(take(&mut state.queue))
@@ -83,12 +109,14 @@ impl Checks {
     async fn send(self: Arc<Self>, mut batch: Vec<(CheckRequest, Waiter)>, mut slot: Slot) {
         loop {
             if !batch.is_empty() {
+                let sent = batch.len();
                 self.send_batch(batch).await;
                 // Let the requests that arrived with the reply (ready in this same turn of
                 // the thread's event loop) reach their checks first: they join the next
                 // message instead of making another one. Each NATS message costs the server
                 // and both clients a few thread wake-ups, whatever it carries.
                 tokio::task::yield_now().await;
+                self.gather(sent).await;
             }
             let mut state = self.state();
             if state.queue.is_empty() {
@@ -98,6 +126,21 @@ impl Checks {
             }
             batch = take(&mut state.queue);
         }
+    }
+
+    /// Wait until `count` checks have queued, or [`MAX_GATHER`] (see the module docs).
+    async fn gather(&self, count: usize) {
+        {
+            let mut state = self.state();
+            if state.queue.len() >= count {
+                return;
+            }
+            state.gather = count;
+        }
+        let _ = tokio::time::timeout(MAX_GATHER, self.gathered.notified()).await;
+        // A notification that raced with the timeout stays stored and only makes the next
+        // gathering end early: one smaller message.
+        self.state().gather = 0;
     }
 
     /// One `check_batch` message; every waiter gets its answer or the error. An authorize
