@@ -1,5 +1,6 @@
 //! One request through the proxy: normalise, match, ask authorize, forward or refuse.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -237,16 +238,16 @@ impl Proxy {
 
     /// The client for `route`: the thread's own (borrowed: cloning a client bumps several
     /// reference counts), or one made for its TLS settings.
-    fn client_for(&self, route: &Route) -> Option<std::borrow::Cow<'_, UpstreamClient>> {
-        let Some(tls) = &route.upstream_tls else { return Some(std::borrow::Cow::Borrowed(&self.client)) };
+    fn client_for(&self, route: &Route) -> Option<Cow<'_, UpstreamClient>> {
+        let Some(tls) = &route.upstream_tls else { return Some(Cow::Borrowed(&self.client)) };
         let mut clients = self.route_clients.lock().ok()?;
         if let Some(c) = clients.get(&route.id) {
-            return Some(std::borrow::Cow::Owned(c.clone()));
+            return Some(Cow::Owned(c.clone()));
         }
         match forward::client(Some(tls), &self.roots) {
             Ok(c) => {
                 clients.insert(route.id.clone(), c.clone());
-                Some(std::borrow::Cow::Owned(c))
+                Some(Cow::Owned(c))
             }
             Err(error) => {
                 warn!(%error, route = route.index, "cannot set up TLS to the upstream");
