@@ -679,12 +679,17 @@ impl Config {
     /// The route serving `host` (lower case, no port), `port` and normalised `path`: routes
     /// naming the host exactly come first, then wildcard routes; file order within each.
     pub fn find_route(&self, host: &str, port: Option<u16>, path: &str) -> Option<&Route> {
+        self.find_route_position(host, port, path).map(|i| &self.routes[i])
+    }
+
+    /// [`Config::find_route`], as the route's position in `routes`.
+    pub fn find_route_position(&self, host: &str, port: Option<u16>, path: &str) -> Option<usize> {
         let try_list =
-            |list: &[usize]| list.iter().map(|&i| &self.routes[i]).find(|r| r.matches(host, port, path));
+            |list: &[usize]| list.iter().copied().find(|&i| self.routes[i].matches(host, port, path));
         if let Some(list) = self.route_index.exact.get(host)
-            && let Some(r) = try_list(list)
+            && let Some(i) = try_list(list)
         {
-            return Some(r);
+            return Some(i);
         }
         if self.route_index.wildcard.is_empty() {
             return None;

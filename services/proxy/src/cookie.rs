@@ -8,8 +8,38 @@ use portcullis_runtime::crypto::Sealer;
 
 /// The session id in the request's session cookie, if one opens.
 pub fn session_id(headers: &HeaderMap, sealer: &Sealer, name: &str) -> Option<String> {
-    cookie_values(headers, name)
-        .find_map(|v| sealer.open(v, name.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()))
+    cookie_values(headers, name).find_map(|v| open(sealer, v, name))
+}
+
+fn open(sealer: &Sealer, value: &str, name: &str) -> Option<String> {
+    sealer.open(value, name.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The last session cookie value that opened on one client connection, and the session id
+/// in it. A client sends the same value with every request, and opening it (base64, then an
+/// AEAD) costs more than the rest of the proxy's own work on an authorized request. Opening
+/// is deterministic for a given sealer, so the remembered answer is the one opening would
+/// give; values that do not open are never remembered.
+#[derive(Default)]
+pub struct Opened(std::sync::Mutex<Option<(Box<str>, String)>>);
+
+impl Opened {
+    /// [`session_id`], answered from the remembered value when the request carries it.
+    pub fn session_id(&self, headers: &HeaderMap, sealer: &Sealer, name: &str) -> Option<String> {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for value in cookie_values(headers, name) {
+            if let Some((known, sid)) = last.as_ref()
+                && **known == *value
+            {
+                return Some(sid.clone());
+            }
+            if let Some(sid) = open(sealer, value, name) {
+                *last = Some((value.into(), sid.clone()));
+                return Some(sid);
+            }
+        }
+        None
+    }
 }
 
 /// Every value of cookie `name` in the request (a browser may send several).
@@ -99,5 +129,30 @@ mod tests {
         assert_eq!(session_id(&headers, &sealer, "_pomerium").as_deref(), Some("sid-1"));
         let other = Sealer::new(&Secret::from_bytes([5; 32]), Purpose::SessionCookie);
         assert_eq!(session_id(&headers, &other, "_pomerium"), None);
+    }
+
+    #[test]
+    fn a_remembered_cookie_answers_as_opening_it_would() {
+        let sealer = Sealer::new(&Secret::from_bytes([4; 32]), Purpose::SessionCookie);
+        let sealed = |sid: &str| sealer.seal(sid.as_bytes(), b"_pomerium");
+        let request = |cookie: &str| {
+            let mut headers = HeaderMap::new();
+            headers.append(COOKIE, HeaderValue::from_str(cookie).expect("header"));
+            headers
+        };
+        let opened = Opened::default();
+        let one = request(&format!("_pomerium={}", sealed("sid-1")));
+        assert_eq!(opened.session_id(&one, &sealer, "_pomerium").as_deref(), Some("sid-1"));
+        assert_eq!(opened.session_id(&one, &sealer, "_pomerium").as_deref(), Some("sid-1"));
+        // Another value on the same connection is opened, not answered from memory.
+        let two = request(&format!("_pomerium={}", sealed("sid-2")));
+        assert_eq!(opened.session_id(&two, &sealer, "_pomerium").as_deref(), Some("sid-2"));
+        // A forged value is refused whatever was remembered, and a request without the
+        // cookie has no session.
+        assert_eq!(opened.session_id(&request("_pomerium=forged"), &sealer, "_pomerium"), None);
+        assert_eq!(opened.session_id(&request("theme=dark"), &sealer, "_pomerium"), None);
+        // The first value that opens wins, as without memory.
+        let both = request(&format!("_pomerium=forged; _pomerium={}", sealed("sid-3")));
+        assert_eq!(opened.session_id(&both, &sealer, "_pomerium").as_deref(), Some("sid-3"));
     }
 }

@@ -1,6 +1,5 @@
 //! Forwarding an allowed request to its upstream, and the header hygiene around it.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -60,7 +59,8 @@ pub fn client(
 
 /// What the proxy knows about the client side of a request.
 pub struct Origin<'a> {
-    pub peer: SocketAddr,
+    /// The client's address as `X-Forwarded-For` carries it.
+    pub forwarded_for: Option<&'a HeaderValue>,
     pub https: bool,
     /// The Host the client asked for (with port, as sent).
     pub host: &'a str,
@@ -74,12 +74,87 @@ pub struct Granted<'a> {
     pub templates: &'a [(String, String)],
 }
 
+/// What forwarding needs of a route that stays the same from request to request, worked out
+/// when a serving thread takes up a configuration: header names and values parsed, upstream
+/// addresses formatted.
+pub struct Prepared {
+    /// `set_response_headers` (Pomerium's defaults included), parsed; a value that is not a
+    /// valid header value is left out, as it always was.
+    response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The route sets its own `Strict-Transport-Security`.
+    own_hsts: bool,
+    /// `set_request_headers`: fixed values parsed, values with templates kept as text.
+    request_headers: Vec<(HeaderName, SetValue)>,
+    /// One per `to` entry, in order.
+    upstreams: Vec<PreparedUpstream>,
+}
+
+enum SetValue {
+    Fixed(HeaderValue),
+    Template(String),
+}
+
+struct PreparedUpstream {
+    /// `host[:port]` as the URL has it (no port when it is the scheme's default).
+    authority: String,
+    /// `authority` as a `Host` value.
+    host: Option<HeaderValue>,
+    /// `host:port` to connect to, for plain-HTTP upstreams.
+    address: String,
+    /// The URL's path without its trailing `/`.
+    base: String,
+}
+
+impl Prepared {
+    pub fn new(route: &Route) -> Prepared {
+        let parse = |name: &str, value: &str| {
+            Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?))
+        };
+        let upstreams = route
+            .to
+            .iter()
+            .map(|url| {
+                let host = url.host_str().unwrap_or_default();
+                let authority = match url.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_owned(),
+                };
+                PreparedUpstream {
+                    host: HeaderValue::from_str(&authority).ok(),
+                    address: format!("{host}:{}", url.port_or_known_default().unwrap_or(80)),
+                    authority,
+                    base: url.path().trim_end_matches('/').to_owned(),
+                }
+            })
+            .collect();
+        Prepared {
+            response_headers: route.set_response_headers.iter().filter_map(|(n, v)| parse(n, v)).collect(),
+            own_hsts: route.set_response_headers.iter().any(|(n, _)| n == "strict-transport-security"),
+            request_headers: route
+                .set_request_headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    let value = if value.contains("${") {
+                        SetValue::Template(value.clone())
+                    } else {
+                        SetValue::Fixed(HeaderValue::from_str(value).ok()?)
+                    };
+                    Some((name, value))
+                })
+                .collect(),
+            upstreams,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &UpstreamClient,
     pool: &std::sync::Arc<crate::upstream::Pool>,
     route: &Route,
-    upstream: &url::Url,
+    prepared: &Prepared,
+    pick: usize,
     req: Request<Incoming>,
     path: &str,
     origin: &Origin<'_>,
@@ -91,27 +166,23 @@ pub async fn forward(
     let client_upgrade =
         if websocket { req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() } else { None };
     let (parts, body) = req.into_parts();
+    let (Some(upstream), Some(prepared_upstream)) = (route.to.get(pick), prepared.upstreams.get(pick)) else {
+        return error::bad_gateway(html);
+    };
     let path = route.upstream_path(path);
-    let base = upstream.path().trim_end_matches('/');
+    let base = prepared_upstream.base.as_str();
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{base}{path}?{q}"),
         None => format!("{base}{path}"),
     };
-    let authority = match upstream.port() {
-        Some(p) => format!("{}:{p}", upstream.host_str().unwrap_or_default()),
-        None => upstream.host_str().unwrap_or_default().to_owned(),
-    };
+    let authority = prepared_upstream.authority.as_str();
     // Plain-HTTP upstreams go over this thread's own connections (origin-form target);
     // TLS upstreams and websockets over hyper-util's client (absolute URI).
     let lean = !websocket && upstream.scheme() == "http" && route.upstream_tls.is_none();
     let uri = if lean {
         Uri::try_from(path_and_query).map_err(http::Error::from)
     } else {
-        Uri::builder()
-            .scheme(upstream.scheme())
-            .authority(authority.as_str())
-            .path_and_query(path_and_query)
-            .build()
+        Uri::builder().scheme(upstream.scheme()).authority(authority).path_and_query(path_and_query).build()
     };
     let uri = match uri {
         Ok(u) => u,
@@ -121,18 +192,18 @@ pub async fn forward(
         }
     };
     let mut headers = request_headers(&parts.headers, origin, granted.headers);
-    route_request_headers(&mut headers, route, granted);
+    route_request_headers(&mut headers, route, prepared, granted);
     if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     let host = match &route.host {
-        HostRewrite::Upstream => HeaderValue::from_str(&authority).ok(),
+        HostRewrite::Upstream => prepared_upstream.host.clone(),
         HostRewrite::Preserve => HeaderValue::from_str(origin.host).ok(),
         HostRewrite::Fixed(h) => HeaderValue::from_str(h).ok(),
         HostRewrite::FromHeader(name) => parts.headers.get(name.as_str()).cloned(),
     };
-    if let Some(v) = host.or_else(|| HeaderValue::from_str(&authority).ok()) {
+    if let Some(v) = host.or_else(|| prepared_upstream.host.clone()) {
         headers.insert(header::HOST, v);
     }
     let mut upstream_req = Request::new(body.map_err(Into::into).boxed());
@@ -142,12 +213,7 @@ pub async fn forward(
     *upstream_req.headers_mut() = headers;
     let sent = tokio::time::timeout(route.timeout, async {
         if lean {
-            // `authority` already is `host:port` unless the URL leaves the port out.
-            let address = match upstream.port() {
-                Some(_) => std::borrow::Cow::Borrowed(authority.as_str()),
-                None => std::borrow::Cow::Owned(format!("{authority}:80")),
-            };
-            return pool.send(&address, upstream_req).await.map(Sent::Body);
+            return pool.send(&prepared_upstream.address, upstream_req).await.map(Sent::Body);
         }
         client.request(upstream_req).await.map(Sent::Incoming).map_err(Into::into)
     });
@@ -175,7 +241,7 @@ pub async fn forward(
         return error::bad_gateway(html);
     }
     strip_hop_by_hop(&mut parts.headers);
-    set_response_headers(&mut parts.headers, route, origin.https);
+    set_response_headers(&mut parts.headers, prepared, origin.https);
     match route.idle_timeout {
         Some(idle) => {
             Response::from_parts(parts, crate::idle::IdleBody::new(body, idle, route.index).boxed())
@@ -232,7 +298,7 @@ fn switch_protocols(
 /// The route's `remove_request_headers` and `set_request_headers` (with `${pomerium.jwt}`
 /// filled from the identity JWT authorize granted). The assertion header itself reaches the
 /// upstream only when the route passes identity headers.
-fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &Granted<'_>) {
+fn route_request_headers(headers: &mut HeaderMap, route: &Route, prepared: &Prepared, granted: &Granted<'_>) {
     let templates = granted.templates;
     let granted = granted.headers;
     for name in &route.remove_request_headers {
@@ -255,41 +321,38 @@ fn route_request_headers(headers: &mut HeaderMap, route: &Route, granted: &Grant
     if !route.pass_identity_headers {
         headers.remove(JWT_ASSERTION);
     }
-    for (name, value) in &route.set_request_headers {
-        let value = if value.contains("${") {
-            let token =
-                |what: &str| templates.iter().find(|(n, _)| n == what).map(|(_, v)| v.as_str()).unwrap_or("");
-            let mut v = value.clone();
-            for prefix in ["pomerium", "portcullis"] {
-                v = v
-                    .replace(&format!("${{{prefix}.jwt}}"), jwt.unwrap_or(""))
-                    .replace(&format!("${{{prefix}.id_token}}"), token("id_token"))
-                    .replace(&format!("${{{prefix}.access_token}}"), token("access_token"))
-                    .replace(
-                        &format!("${{{prefix}.client_cert_fingerprint}}"),
-                        token("client_cert_fingerprint"),
-                    );
+    for (name, value) in &prepared.request_headers {
+        let template = match value {
+            SetValue::Fixed(v) => {
+                headers.insert(name.clone(), v.clone());
+                continue;
             }
-            v
-        } else {
-            value.clone()
+            SetValue::Template(t) => t,
         };
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
-            headers.insert(n, v);
+        let token =
+            |what: &str| templates.iter().find(|(n, _)| n == what).map(|(_, v)| v.as_str()).unwrap_or("");
+        let mut v = template.clone();
+        for prefix in ["pomerium", "portcullis"] {
+            v = v
+                .replace(&format!("${{{prefix}.jwt}}"), jwt.unwrap_or(""))
+                .replace(&format!("${{{prefix}.id_token}}"), token("id_token"))
+                .replace(&format!("${{{prefix}.access_token}}"), token("access_token"))
+                .replace(&format!("${{{prefix}.client_cert_fingerprint}}"), token("client_cert_fingerprint"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(name.clone(), v);
         }
     }
 }
 
 /// The route's response headers (Pomerium's security defaults included).
-pub fn set_response_headers(headers: &mut HeaderMap, route: &Route, https: bool) {
+pub fn set_response_headers(headers: &mut HeaderMap, prepared: &Prepared, https: bool) {
     // Pomerium's HSTS default, over TLS only (a browser ignores it on plain HTTP anyway).
-    if https && !route.set_response_headers.iter().any(|(n, _)| n == "strict-transport-security") {
+    if https && !prepared.own_hsts {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
     }
-    for (name, value) in &route.set_response_headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-            headers.insert(n, v);
-        }
+    for (name, value) in &prepared.response_headers {
+        headers.insert(name.clone(), value.clone());
     }
 }
 
@@ -312,7 +375,7 @@ pub fn request_headers(
     for (name, value) in incoming {
         let n = name.as_str();
         let dropped = HOP_BY_HOP.contains(name)
-            || listed.contains(name)
+            || listed.iter().any(|t| t.eq_ignore_ascii_case(n))
             || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
             || n.starts_with("x-forwarded-")
             || n == "forwarded"
@@ -329,8 +392,8 @@ pub fn request_headers(
         headers.append(name.clone(), value.clone());
     }
     let proto = HeaderValue::from_static(if origin.https { "https" } else { "http" });
-    if let Ok(v) = HeaderValue::from_str(&origin.peer.ip().to_string()) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    if let Some(v) = origin.forwarded_for {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v.clone());
     }
     headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
     // The request id replaces any the client sent.
@@ -362,22 +425,28 @@ fn without_cookie(value: &HeaderValue, name: &str) -> Option<HeaderValue> {
     if kept.is_empty() { None } else { HeaderValue::from_str(&kept.join("; ")).ok() }
 }
 
-/// Header names listed in `Connection` (hop-by-hop by declaration).
-fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+/// Header names listed in `Connection` (hop-by-hop by declaration), as sent; checked by
+/// comparison rather than parsed into names, which would allocate for each.
+fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .collect()
 }
 
 /// Remove hop-by-hop headers, including those named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = connection_listed(headers);
-    for name in HOP_BY_HOP.iter().chain(listed.iter()) {
+    let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+    for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+    // A name that is not a valid header name matches nothing.
+    for token in listed.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
+        headers.remove(token.trim());
     }
 }
 
@@ -399,8 +468,9 @@ mod tests {
         ] {
             incoming.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_static(v));
         }
+        let peer = HeaderValue::from_static("10.0.0.9");
         let origin = Origin {
-            peer: "10.0.0.9:5555".parse().expect("addr"),
+            forwarded_for: Some(&peer),
             https: true,
             host: "app.example.com",
             cookie_name: "_pomerium",
@@ -416,8 +486,35 @@ mod tests {
         assert_eq!(out.get("cookie").map(|v| v.as_bytes()), Some(&b"theme=dark"[..]));
         assert_eq!(out.get("accept").map(|v| v.as_bytes()), Some(&b"text/html"[..]));
 
+        // A listed name in any case is dropped; the listing cannot name a header outside
+        // what it lists.
+        let mut upper = HeaderMap::new();
+        upper.append(header::CONNECTION, HeaderValue::from_static("X-Secret-Hop"));
+        upper.append(HeaderName::from_static("x-secret-hop"), HeaderValue::from_static("1"));
+        upper.append(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let out = request_headers(&upper, &origin, &[]);
+        assert!(out.get("x-secret-hop").is_none() && out.get("accept").is_some());
+
         let mut only_ours = HeaderMap::new();
         only_ours.append(header::COOKIE, HeaderValue::from_static("_pomerium=sealed"));
         assert!(request_headers(&only_ours, &origin, &[]).get("cookie").is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_response_headers_are_stripped_with_those_connection_lists() {
+        let mut headers = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "Keep-Alive, X-Upstream-Hop, not a name"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("x-upstream-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ] {
+            headers.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"]);
     }
 }

@@ -58,14 +58,54 @@ pub struct Proxy {
     authenticate_host: String,
 }
 
-/// The shared configuration, held by one serving thread (see `Proxy::current`).
-pub struct Held(Arc<Config>);
+/// The shared configuration, held by one serving thread (see `Proxy::current`), with what
+/// forwarding needs of each route worked out once.
+pub struct Held {
+    config: Arc<Config>,
+    /// By position in `config.routes`.
+    prepared: Vec<forward::Prepared>,
+}
+
+impl Held {
+    fn new(config: Arc<Config>) -> Held {
+        let prepared = config.routes.iter().map(forward::Prepared::new).collect();
+        Held { config, prepared }
+    }
+}
 
 impl std::ops::Deref for Held {
     type Target = Config;
 
     fn deref(&self) -> &Config {
-        &self.0
+        &self.config
+    }
+}
+
+/// What the requests of one client connection share, worked out once when it is accepted.
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub https: bool,
+    /// The client certificate the TLS handshake verified.
+    pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
+    /// The peer's address as `X-Forwarded-For` carries it.
+    forwarded_for: Option<http::HeaderValue>,
+    /// The session cookie last opened on this connection.
+    opened: cookie::Opened,
+}
+
+impl Connection {
+    pub fn new(
+        peer: SocketAddr,
+        https: bool,
+        client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
+    ) -> Connection {
+        Connection {
+            peer,
+            https,
+            client_certificate,
+            forwarded_for: http::HeaderValue::from_str(&peer.ip().to_string()).ok(),
+            opened: cookie::Opened::default(),
+        }
     }
 }
 
@@ -80,6 +120,7 @@ pub struct RequestFacts<'a> {
     pub html: bool,
     /// The client certificate the TLS handshake verified.
     pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
+    pub conn: &'a Connection,
 }
 
 impl Proxy {
@@ -109,7 +150,7 @@ impl Proxy {
             balancer,
             current: {
                 let mut rx = live.clone();
-                let now = Arc::new(Held(rx.borrow_and_update().clone()));
+                let now = Arc::new(Held::new(rx.borrow_and_update().clone()));
                 std::sync::Mutex::new((rx, now))
             },
             shard,
@@ -125,13 +166,7 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
-        client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
-    ) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Connection) -> Response<Body> {
         let html = error::wants_html(req.headers());
         let host_header = match req
             .uri()
@@ -144,7 +179,7 @@ impl Proxy {
         };
         // Pomerium's default: a header name with `_` may be turned into a trusted `-` name by
         // some upstream stack (X_Forwarded_User → X-Forwarded-User), so refuse it outright.
-        if req.headers().keys().any(|k| k.as_str().contains('_')) {
+        if req.headers().keys().any(|k| k.as_str().as_bytes().contains(&b'_')) {
             return error::bad_request("Header names with underscores are not accepted.", html);
         }
         let (host, port) = split_host(&host_header);
@@ -152,8 +187,15 @@ impl Proxy {
             Ok(p) => p.into_owned(),
             Err(e) => return error::bad_request(&e.to_string(), html),
         };
-        let facts =
-            RequestFacts { peer, https, host: &host, host_header: &host_header, html, client_certificate };
+        let facts = RequestFacts {
+            peer: conn.peer,
+            https: conn.https,
+            host: &host,
+            host_header: &host_header,
+            html,
+            client_certificate: conn.client_certificate.clone(),
+            conn,
+        };
         if path == paths::PING {
             return error::text(StatusCode::OK, "text/plain", "OK\n".into());
         }
@@ -165,10 +207,10 @@ impl Proxy {
         }
         // The routes of this request: a reload mid-request does not change them.
         let live = self.current();
-        let Some(route) = live.find_route(&host, port, &path) else {
+        let Some(at) = live.find_route_position(&host, port, &path) else {
             return error::not_found(html);
         };
-        self.authorize_and_forward(req, route, &path, &facts).await
+        self.authorize_and_forward(req, &live.routes[at], &live.prepared[at], &path, &facts).await
     }
 
     /// The current configuration (see `current`).
@@ -176,7 +218,7 @@ impl Proxy {
         let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (rx, now) = &mut *current;
         if rx.has_changed().unwrap_or(false) {
-            *now = Arc::new(Held(rx.borrow_and_update().clone()));
+            *now = Arc::new(Held::new(rx.borrow_and_update().clone()));
         }
         now.clone()
     }
@@ -285,10 +327,12 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         route: &Route,
+        prepared: &forward::Prepared,
         path: &str,
         facts: &RequestFacts<'_>,
     ) -> Response<Body> {
-        let session_id = cookie::session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
+        let session_id =
+            facts.conn.opened.session_id(req.headers(), &self.cookie_sealer, &self.config.cookie.name);
         // The cache key is the session and the route: authorize marks decisions of policies
         // that read the request itself (method, path, address, time) as not reusable.
         let reply: Result<Arc<Decision>, BusError> =
@@ -320,13 +364,12 @@ impl Proxy {
             Ok((CheckReply::Allow { sealed_templates, .. }, headers)) => match &route.action {
                 RouteAction::Forward => {
                     let origin = Origin {
-                        peer: facts.peer,
+                        forwarded_for: facts.conn.forwarded_for.as_ref(),
                         https: facts.https,
                         host: facts.host_header,
                         cookie_name: &self.config.cookie.name,
                     };
                     let pick = self.balancer.pick(route, session_id.as_deref());
-                    let upstream = &route.to[pick.index];
                     let Some(client) = self.client_for(route) else {
                         return error::bad_gateway(facts.html);
                     };
@@ -336,19 +379,20 @@ impl Proxy {
                     }
                     let granted = forward::Granted { headers, templates: &templates };
                     forward::forward(
-                        &client, &self.pool, route, upstream, req, path, &origin, &granted, facts.html,
+                        &client, &self.pool, route, prepared, pick.index, req, path, &origin, &granted,
+                        facts.html,
                     )
                     .await
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);
-                    forward::set_response_headers(response.headers_mut(), route, facts.https);
+                    forward::set_response_headers(response.headers_mut(), prepared, facts.https);
                     response
                 }
                 RouteAction::Respond { status, body } => {
                     let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
                     let mut response = error::text(status, "text/plain; charset=utf-8", body.clone());
-                    forward::set_response_headers(response.headers_mut(), route, facts.https);
+                    forward::set_response_headers(response.headers_mut(), prepared, facts.https);
                     response
                 }
             },

@@ -15,6 +15,7 @@ mod cookie;
 mod decisions;
 mod error;
 mod forward;
+mod h1;
 mod handler;
 mod idle;
 mod internal;

@@ -176,16 +176,16 @@ fn service(
     Error = Infallible,
     Future = impl std::future::Future<Output = Result<http::Response<crate::Body>, Infallible>> + Send,
 > + Clone {
+    let conn = Arc::new(crate::handler::Connection::new(peer, https, cert));
     service_fn(move |req| {
         let proxy = proxy.clone();
-        let cert = cert.clone();
+        let conn = conn.clone();
         async move {
             // Each request gets an id: on error pages, in JSON errors, to the upstream and
             // back to the client.
             let id = portcullis_runtime::crypto::random_token(9);
-            let response = portcullis_runtime::pages::REQUEST_ID
-                .scope(id.clone(), proxy.handle(req, peer, https, cert))
-                .await;
+            let response =
+                portcullis_runtime::pages::REQUEST_ID.scope(id.clone(), proxy.handle(req, &conn)).await;
             Ok::<_, Infallible>(with_request_id(response, &id))
         }
     })

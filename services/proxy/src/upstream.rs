@@ -1,6 +1,7 @@
-//! Plain-HTTP upstream connections of one serving thread: HTTP/1.1 keep-alive connections
-//! (hyper's client connection, so hyper still frames and validates every message), kept
-//! per upstream authority and reused in the request's own task.
+//! Plain-HTTP upstream connections of one serving thread: HTTP/1.1 keep-alive connections,
+//! kept per upstream authority and reused in the request's own task. Requests without a
+//! body go over [`crate::h1`] (head written and answer read in the request's task); requests
+//! with one over hyper's client connection, which streams the body.
 //!
 //! hyper-util's pooled client does the same job for every upstream, but pays on each request
 //! for a shared pool keyed by scheme and authority, a connector clone, and a spawned task
@@ -21,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::{Body, BoxError};
+use crate::{Body, BoxError, h1};
 
 /// Idle connections kept per upstream authority (as hyper-util's client is configured).
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
@@ -37,10 +38,16 @@ struct Idle {
     since: Instant,
 }
 
-/// The thread's idle connections, by `host:port`.
+struct IdleWire {
+    wire: h1::Wire,
+    since: Instant,
+}
+
+/// The thread's idle connections, by `host:port`: hyper's, and [`h1`]'s.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
+    wires: Mutex<HashMap<String, Vec<IdleWire>>>,
 }
 
 impl Pool {
@@ -81,10 +88,79 @@ impl Pool {
             list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) <= IDLE_TIMEOUT);
         }
         idle.retain(|_, list| !list.is_empty());
+        drop(idle);
+        let mut wires = self.wires.lock().unwrap_or_else(PoisonError::into_inner);
+        for list in wires.values_mut() {
+            list.retain(|c| now.duration_since(c.since) <= IDLE_TIMEOUT && !c.wire.closed_while_idle());
+        }
+        wires.retain(|_, list| !list.is_empty());
     }
 
     fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum()
+        let hyper: usize =
+            self.idle.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum();
+        let wires: usize =
+            self.wires.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum();
+        hyper + wires
+    }
+
+    /// The most recently used idle [`h1`] connection to `authority` that the socket does not
+    /// report closed or carrying stray bytes.
+    fn take_wire(&self, authority: &str) -> Option<h1::Wire> {
+        let mut wires = self.wires.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = wires.get_mut(authority)?;
+        let now = Instant::now();
+        while let Some(c) = list.pop() {
+            if now.duration_since(c.since) > IDLE_TIMEOUT || c.wire.closed_while_idle() {
+                continue;
+            }
+            return Some(c.wire);
+        }
+        None
+    }
+
+    fn give_back_wire(&self, authority: &str, wire: h1::Wire) {
+        let mut wires = self.wires.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = wires.get_mut(authority) {
+            if list.len() < MAX_IDLE_PER_UPSTREAM {
+                list.push(IdleWire { wire, since: Instant::now() });
+            }
+            return;
+        }
+        wires.insert(authority.to_owned(), vec![IdleWire { wire, since: Instant::now() }]);
+    }
+
+    /// A request without a body over [`h1`]. On a reused connection that turns out closed
+    /// before any answer arrived (the upstream closed it as the request went out), an
+    /// idempotent request goes once more on a fresh one, as nginx retries them; any other
+    /// gets a bad gateway rather than risk being carried out twice.
+    async fn send_without_body(
+        self: &Arc<Self>,
+        authority: &str,
+        head: http::request::Parts,
+    ) -> Result<http::Response<Body>, BoxError> {
+        let idempotent = head.method.is_idempotent();
+        if let Some(wire) = self.take_wire(authority) {
+            match h1::exchange(wire, &head).await {
+                Ok(answer) => return Ok(self.wired(authority, answer)),
+                Err(failed) if failed.nothing_answered && idempotent => {
+                    debug!(error = %failed.error, "idle upstream connection was closed; reconnecting");
+                }
+                Err(failed) => return Err(failed.error.into()),
+            }
+        }
+        let wire = h1::Wire::new(connect_tcp(authority).await?);
+        match h1::exchange(wire, &head).await {
+            Ok(answer) => Ok(self.wired(authority, answer)),
+            Err(failed) => Err(failed.error.into()),
+        }
+    }
+
+    fn wired(self: &Arc<Self>, authority: &str, answer: h1::Answer) -> http::Response<Body> {
+        let mut body = answer.body;
+        let (pool, authority) = (self.clone(), authority.to_owned());
+        body.on_end(Box::new(move |wire| pool.give_back_wire(&authority, wire)));
+        http::Response::from_parts(answer.head, http_body_util::BodyExt::boxed(body))
     }
 
     fn give_back(&self, authority: &str, sender: http1::SendRequest<Body>) {
@@ -107,6 +183,9 @@ impl Pool {
         authority: &str,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
+        if req.body().is_end_stream() {
+            return self.send_without_body(authority, req.into_parts().0).await;
+        }
         let mut req = req;
         if let Some(mut sender) = self.take(authority) {
             match sender.try_send_request(req).await {
@@ -151,11 +230,16 @@ pub async fn sweep(pool: Arc<Pool>, shutdown: portcullis_runtime::Shutdown) {
     }
 }
 
-async fn connect(authority: &str) -> Result<http1::SendRequest<Body>, BoxError> {
+async fn connect_tcp(authority: &str) -> Result<TcpStream, BoxError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
         .await
         .map_err(|_| format!("connecting to {authority} timed out"))??;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn connect(authority: &str) -> Result<http1::SendRequest<Body>, BoxError> {
+    let stream = connect_tcp(authority).await?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(error) = conn.await {
@@ -256,8 +340,28 @@ mod tests {
             .expect("request")
     }
 
+    /// A request with a body (it goes over hyper's client connection).
+    fn post(address: &str) -> http::Request<Body> {
+        http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/")
+            .header(http::header::HOST, address)
+            .body(http_body_util::Full::new(Bytes::from_static(b"hi")).map_err(Into::into).boxed())
+            .expect("request")
+    }
+
     #[tokio::test]
     async fn connections_are_reused_after_their_body_ends_and_closed_after_the_idle_timeout() {
+        reuse_and_idle_timeout(get).await;
+    }
+
+    #[tokio::test]
+    async fn connections_carrying_request_bodies_are_reused_and_closed_the_same_way() {
+        reuse_and_idle_timeout(post).await;
+    }
+
+    async fn reuse_and_idle_timeout(request: fn(&str) -> http::Request<Body>) {
+        let get = request;
         let (address, open) = upstream().await;
         let pool = Pool::new();
         for _ in 0..3 {
@@ -333,5 +437,114 @@ mod tests {
         let body = response.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(&body[..], b"ok");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// An upstream speaking raw HTTP/1.1: the answer depends on the path, and some answers
+    /// arrive in pieces.
+    async fn raw_upstream() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&seen[..end]).into_owned();
+                        seen.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                        let pieces: &[&[u8]] = match path.as_str() {
+                            "/length" | "/late-extra" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhel", b"lo"],
+                            "/chunked" => &[
+                                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r",
+                                b"\nhel",
+                                b"lo\r\n6;x=y\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+                            ],
+                            "/continue" => &[b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"],
+                            "/close" => &[b"HTTP/1.1 200 OK\r\n\r\nhello", b" world"],
+                            "/both" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"],
+                            "/two-lengths" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!"],
+                            "/short" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello"],
+                            "/bad-chunk" => &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"],
+                            "/extra" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n"],
+                            _ => &[b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"],
+                        };
+                        for piece in pieces {
+                            if stream.write_all(piece).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if matches!(path.as_str(), "/close" | "/short" | "/bad-chunk" | "/both") {
+                            return;
+                        }
+                        if path == "/late-extra" {
+                            tokio::time::sleep(Duration::from_millis(30)).await;
+                            let _ =
+                                stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstolen").await;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn get_path(address: &str, path: &str) -> http::Request<Body> {
+        http::Request::builder()
+            .uri(path)
+            .header(http::header::HOST, address)
+            .body(http_body_util::Empty::new().map_err(Into::into).boxed())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn answers_framed_each_way_arrive_whole_and_only_clean_ends_are_reused() {
+        let address = raw_upstream().await;
+        let pool = Pool::new();
+        for (path, body, reused) in [
+            ("/length", &b"hello"[..], true),
+            ("/chunked", b"hello world", true),
+            ("/continue", b"ok", true),
+            ("/close", b"hello world", false),
+            ("/both", b"hello", false),
+            ("/extra", b"ok", false),
+        ] {
+            let response = pool.send(&address, get_path(&address, path)).await.expect(path);
+            assert_eq!(response.status(), 200, "{path}");
+            if path == "/both" {
+                assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none(), "{path}");
+            }
+            let got = response.into_body().collect().await.expect(path).to_bytes();
+            assert_eq!(&got[..], body, "{path}");
+            assert_eq!(pool.idle_count(), usize::from(reused), "{path}");
+            pool.wires.lock().expect("lock").clear();
+        }
+        // An answer to no request that arrives while the connection is idle never reaches
+        // the next request: that connection is dropped.
+        let response = pool.send(&address, get_path(&address, "/late-extra")).await.expect("answer");
+        response.into_body().collect().await.expect("body");
+        assert_eq!(pool.idle_count(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let response = pool.send(&address, get_path(&address, "/length")).await.expect("answer");
+        let got = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&got[..], b"hello");
+        pool.wires.lock().expect("lock").clear();
+        // A head that frames its body two ways is a bad gateway.
+        assert!(pool.send(&address, get_path(&address, "/two-lengths")).await.is_err());
+        // A body cut short, or a broken chunk, fails the body and frees nothing.
+        for path in ["/short", "/bad-chunk"] {
+            let response = pool.send(&address, get_path(&address, path)).await.expect(path);
+            assert!(response.into_body().collect().await.is_err(), "{path}");
+            assert_eq!(pool.idle_count(), 0, "{path}");
+        }
     }
 }

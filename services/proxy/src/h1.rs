@@ -1,0 +1,641 @@
+//! HTTP/1.1 to plain-HTTP upstreams for requests without a body, in the request's own task.
+//!
+//! hyper's client connection runs a task per connection, hands each request to it over a
+//! channel and its answer back over another, and frames the message in a second dispatcher:
+//! about a third of the proxy's own work on an authorized request. A request without a body
+//! needs none of that: its head is written in one go and the response read back in the same
+//! task. The response is read as strictly as hyper reads it (RFC 9112 §6.3):
+//!
+//! - `httparse` parses the head; 1xx answers are skipped, a 101 is refused.
+//! - HEAD answers, 204 and 304 have no body, whatever their headers say.
+//! - `Transfer-Encoding` ending in `chunked` is decoded; any other coding is read until the
+//!   upstream closes. With `Transfer-Encoding`, a `Content-Length` is dropped and the
+//!   connection is not reused (the upstream framed the message two ways).
+//! - `Content-Length` must be one decimal number, repeated values equal; anything else is a
+//!   bad gateway. Without either header the body ends when the upstream closes.
+//! - A connection is reused only after an HTTP/1.1 answer without `Connection: close` was
+//!   read exactly to its end, with no stray bytes after it.
+//!
+//! Requests with a body, TLS upstreams and websockets keep going through hyper.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Version};
+use hyper::body::{Frame, SizeHint};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+/// Largest response head (hyper's own client limit).
+const MAX_HEAD_BYTES: usize = 400 * 1024;
+/// Most headers in a response head (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4096;
+/// How much room each read from the upstream gets at least.
+const READ_ROOM: usize = 8 * 1024;
+
+/// What went wrong talking to the upstream; never carries the upstream's bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("upstream I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("the upstream closed the connection before it answered")]
+    ClosedBeforeAnswer,
+    #[error("the upstream closed the connection in the middle of the body")]
+    ClosedMidBody,
+    #[error("the upstream sent an invalid response head: {0}")]
+    Head(httparse::Error),
+    #[error("the upstream's response head is larger than {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    #[error("the upstream sent an invalid Content-Length")]
+    ContentLength,
+    #[error("the upstream sent Transfer-Encoding in an HTTP/1.0 response")]
+    TransferEncodingOn10,
+    #[error("the upstream switched protocols without being asked")]
+    UnaskedSwitch,
+    #[error("the upstream sent an invalid chunk")]
+    Chunk,
+}
+
+/// One connection to an upstream, with what has been read from it and not used yet.
+pub struct Wire {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Wire {
+    pub fn new(stream: TcpStream) -> Wire {
+        Wire { stream, buf: BytesMut::new() }
+    }
+
+    /// Whether the upstream has closed this idle connection or sent something unasked (an
+    /// answer to no request, which must never reach the next request), as far as the
+    /// socket's readiness tells; reads only when it says readable.
+    pub fn closed_while_idle(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            // End of stream, unexpected bytes, or an error: not usable.
+            _ => true,
+        }
+    }
+
+    /// Read what the socket has into `buf`. A read that does not fill the room drained the
+    /// kernel's buffer, so the socket's readiness is cleared then (as tokio's own `poll_read`
+    /// does, against the readiness seen before the read, so that nothing arriving meanwhile
+    /// is missed): an idle connection then reads as ready again only when the upstream sent
+    /// or closed something, which [`Wire::closed_while_idle`] sees without a system call.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
+                self.buf.reserve(READ_ROOM);
+            }
+            let room = self.buf.capacity() - self.buf.len();
+            let (stream, buf) = (&self.stream, &mut self.buf);
+            let mut got = None;
+            let tried = stream.try_io(Interest::READABLE, || {
+                let n = stream.try_read_buf(buf)?;
+                got = Some(n);
+                if n > 0 && n < room { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+            });
+            match (got, tried) {
+                (Some(n), _) => return Poll::Ready(Ok(n)),
+                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (None, Err(e)) => return Poll::Ready(Err(e)),
+                (None, Ok(n)) => return Poll::Ready(Ok(n)),
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the upstream closes.
+    UntilClose,
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+}
+
+/// A sent request's response: its head, and whether the request went out on a connection
+/// that had served one before (for the caller's retry rule).
+pub struct Answer {
+    pub head: http::response::Parts,
+    pub body: WireBody,
+}
+
+/// What failed, and whether it may be tried again on a fresh connection: only when nothing
+/// of an answer arrived.
+pub struct Failed {
+    pub error: WireError,
+    pub nothing_answered: bool,
+}
+
+/// Write `head` (origin-form target, `Host` set, no body) on `wire` and read the answer's
+/// head. The body is read as the caller polls it.
+pub async fn exchange(mut wire: Wire, head: &http::request::Parts) -> Result<Answer, Failed> {
+    let failed = |error: WireError, nothing_answered: bool| Failed { error, nothing_answered };
+    let mut out = Vec::with_capacity(512);
+    encode_head(head, &mut out);
+    if let Err(e) = wire.stream.write_all(&out).await {
+        return Err(failed(e.into(), true));
+    }
+    let is_head = head.method == Method::HEAD;
+    wire.buf.clear();
+    loop {
+        if !wire.buf.is_empty() {
+            match parse_head(&mut wire.buf, is_head) {
+                Ok(Some(Parsed::Informational)) => continue,
+                Ok(Some(Parsed::Final { parts, framing, reusable })) => {
+                    let body = WireBody { wire: Some(wire), framing, reusable, release: None };
+                    return Ok(Answer { head: parts, body });
+                }
+                Ok(None) if wire.buf.len() >= MAX_HEAD_BYTES => {
+                    return Err(failed(WireError::HeadTooLarge, false));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(failed(e, false)),
+            }
+        }
+        match wire.fill().await {
+            Ok(0) => {
+                let nothing = wire.buf.is_empty();
+                return Err(failed(WireError::ClosedBeforeAnswer, nothing));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let nothing = wire.buf.is_empty();
+                return Err(failed(e.into(), nothing));
+            }
+        }
+    }
+}
+
+/// `METHOD target HTTP/1.1`, the headers, the empty line. Every part was validated when it
+/// was made (`Method`, `Uri`, `HeaderName`, `HeaderValue` refuse CR and LF).
+fn encode_head(head: &http::request::Parts, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &head.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+enum Parsed {
+    /// A 1xx answer, consumed; the real one follows.
+    Informational,
+    Final {
+        parts: http::response::Parts,
+        framing: Option<Framing>,
+        reusable: bool,
+    },
+}
+
+/// Parse a complete head at the start of `buf` and take it off (`None`: not complete yet).
+/// `framing` is `None` when the answer has no body.
+fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(WireError::Head(e)),
+    };
+    let code = response.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
+    let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Each header's name, and where its value sits in the head, so that the values can
+    // share the head's bytes.
+    let base = buf.as_ptr() as usize;
+    let mut entries = Vec::with_capacity(response.headers.len());
+    for h in response.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
+        entries.push((name, h.value.as_ptr() as usize - base, h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(entries.len());
+    for (name, start, n) in entries {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..start + n))
+            .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
+        headers.append(name, value);
+    }
+    match code {
+        101 => return Err(WireError::UnaskedSwitch),
+        100..=199 => return Ok(Some(Parsed::Informational)),
+        _ => {}
+    }
+    let mut reusable = version == Version::HTTP_11 && !lists_close(&headers);
+    let framing = if is_head || code == 204 || code == 304 {
+        None
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(WireError::TransferEncodingOn10);
+        }
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
+            reusable = false;
+        }
+        if ends_chunked(&headers) {
+            Some(Framing::Chunked(Chunk::Size))
+        } else {
+            reusable = false;
+            Some(Framing::UntilClose)
+        }
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        Some(Framing::Length(content_length(&headers)?))
+    } else {
+        reusable = false;
+        Some(Framing::UntilClose)
+    };
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(Parsed::Final { parts, framing, reusable }))
+}
+
+/// `Connection` lists `close`.
+fn lists_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
+}
+
+/// The last transfer coding is `chunked`.
+fn ends_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The one length all `Content-Length` values (and comma-separated items) agree on.
+fn content_length(headers: &HeaderMap) -> Result<u64, WireError> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value.to_str().map_err(|_| WireError::ContentLength)?;
+        for item in text.split(',') {
+            let item = item.trim();
+            if item.is_empty() || item.len() > 19 || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(WireError::ContentLength);
+            }
+            let n: u64 = item.parse().map_err(|_| WireError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(WireError::ContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    length.ok_or(WireError::ContentLength)
+}
+
+/// A connection given back once its answer has been read to the end.
+pub type Release = Box<dyn FnOnce(Wire) + Send + Sync>;
+
+/// The response body, read from the connection as it is polled. Read exactly to its end on a
+/// reusable connection, it hands the connection to `release`; dropped earlier, or after an
+/// error, it closes it.
+pub struct WireBody {
+    wire: Option<Wire>,
+    /// `None`: no body.
+    framing: Option<Framing>,
+    reusable: bool,
+    release: Option<Release>,
+}
+
+impl WireBody {
+    /// Give the connection to `release` when the body has been read to its end.
+    pub fn on_end(&mut self, release: Release) {
+        self.release = Some(release);
+        if self.framing.is_none() || self.framing == Some(Framing::Length(0)) {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.framing = None;
+        let Some(wire) = self.wire.take() else { return };
+        // Bytes after the end of the answer: the upstream is out of step; never reused.
+        if self.reusable
+            && wire.buf.is_empty()
+            && let Some(release) = self.release.take()
+        {
+            release(wire);
+        }
+    }
+
+    fn fail(&mut self, error: WireError) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
+        self.framing = None;
+        self.wire = None;
+        Poll::Ready(Some(Err(Box::new(error))))
+    }
+}
+
+impl hyper::body::Body for WireBody {
+    type Data = Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(framing) = this.framing else { return Poll::Ready(None) };
+            let Some(wire) = this.wire.as_mut() else { return Poll::Ready(None) };
+            // Hand out what the buffer holds for the body; with nothing there, read more.
+            match framing {
+                Framing::Length(0) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(left) if !wire.buf.is_empty() => {
+                    let n = left.min(wire.buf.len() as u64);
+                    let data = wire.buf.split_to(n as usize).freeze();
+                    this.framing = Some(Framing::Length(left - n));
+                    if left == n {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::UntilClose if !wire.buf.is_empty() => {
+                    return Poll::Ready(Some(Ok(Frame::data(wire.buf.split().freeze()))));
+                }
+                Framing::Chunked(chunk) => match decode(&mut wire.buf, chunk) {
+                    Ok(Decoded::Data(data, next)) => {
+                        this.framing = Some(Framing::Chunked(next));
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(Decoded::Moved(next)) => {
+                        this.framing = Some(Framing::Chunked(next));
+                        continue;
+                    }
+                    Ok(Decoded::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return this.fail(e),
+                },
+                Framing::Length(_) | Framing::UntilClose => {}
+            }
+            match ready!(wire.poll_fill(cx)) {
+                Ok(0) if framing == Framing::UntilClose => {
+                    this.framing = None;
+                    this.wire = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(WireError::ClosedMidBody),
+                Ok(_) => {}
+                Err(e) => return this.fail(e.into()),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, None | Some(Framing::Length(0)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            None => SizeHint::with_exact(0),
+            Some(Framing::Length(n)) => SizeHint::with_exact(n),
+            Some(_) => SizeHint::default(),
+        }
+    }
+}
+
+enum Decoded {
+    Data(Bytes, Chunk),
+    /// Framing consumed, no data; go on from here.
+    Moved(Chunk),
+    End,
+    NeedMore,
+}
+
+/// One step of chunked decoding over what `buf` holds.
+fn decode(buf: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireError> {
+    match chunk {
+        Chunk::Size => {
+            let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else { return Ok(Decoded::NeedMore) };
+            let size = chunk_size(&line)?;
+            Ok(Decoded::Moved(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) }))
+        }
+        Chunk::Data(left) => {
+            if buf.is_empty() {
+                return Ok(Decoded::NeedMore);
+            }
+            let n = left.min(buf.len() as u64);
+            let data = buf.split_to(n as usize).freeze();
+            let next = if left == n { Chunk::DataEnd } else { Chunk::Data(left - n) };
+            Ok(Decoded::Data(data, next))
+        }
+        Chunk::DataEnd => {
+            if buf.len() < 2 {
+                return Ok(Decoded::NeedMore);
+            }
+            if &buf[..2] != b"\r\n" {
+                return Err(WireError::Chunk);
+            }
+            buf.advance(2);
+            Ok(Decoded::Moved(Chunk::Size))
+        }
+        // Trailer fields are read and dropped (HTTP/1.1 clients rarely see them; nginx
+        // drops them too).
+        Chunk::Trailers => {
+            let Some(line) = take_line(buf, MAX_HEAD_BYTES)? else { return Ok(Decoded::NeedMore) };
+            if line.is_empty() { Ok(Decoded::End) } else { Ok(Decoded::Moved(Chunk::Trailers)) }
+        }
+    }
+}
+
+/// The next CRLF-terminated line (without it), if complete; longer than `max`: an error.
+fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, WireError> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(i) if i <= max => {
+            let line = buf.split_to(i).freeze();
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        Some(_) => Err(WireError::Chunk),
+        None if buf.len() > max => Err(WireError::Chunk),
+        None => Ok(None),
+    }
+}
+
+/// `chunk-size [ chunk-ext ]`: hex digits, then nothing or `;` extensions (ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, WireError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return Err(WireError::Chunk);
+    }
+    let rest = &line[digits..];
+    let rest_ok = rest.iter().position(|&b| b != b' ' && b != b'\t').is_none_or(|i| rest[i] == b';');
+    if !rest_ok || rest.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(WireError::Chunk);
+    }
+    let text = std::str::from_utf8(&line[..digits]).map_err(|_| WireError::Chunk)?;
+    u64::from_str_radix(text, 16).map_err(|_| WireError::Chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8], is_head: bool) -> Result<Option<Parsed>, WireError> {
+        parse_head(&mut BytesMut::from(raw), is_head)
+    }
+
+    fn framing(raw: &[u8]) -> (Option<Framing>, bool, HeaderMap) {
+        match parse(raw, false) {
+            Ok(Some(Parsed::Final { parts, framing, reusable })) => (framing, reusable, parts.headers),
+            _ => panic!("not a final answer"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let (f, reuse, _) = framing(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!((f, reuse), (Some(Framing::Length(5)), true));
+        // Repeated equal lengths are one length; differing ones are refused.
+        let (f, _, _) = framing(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(f, Some(Framing::Length(5)));
+        for bad in [&b"5, 6"[..], b"-1", b"+5", b"0x5", b"", b"5 5", b"99999999999999999999"] {
+            let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: ".to_vec();
+            raw.extend_from_slice(bad);
+            raw.extend_from_slice(b"\r\n\r\n");
+            assert!(matches!(parse(&raw, false), Err(WireError::ContentLength)), "{bad:?}");
+        }
+        // Transfer-Encoding wins over Content-Length, which is dropped; no reuse.
+        let (f, reuse, headers) =
+            framing(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!((f, reuse), (Some(Framing::Chunked(Chunk::Size)), false));
+        assert!(headers.get(header::CONTENT_LENGTH).is_none());
+        let (f, reuse, _) = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!((f, reuse), (Some(Framing::Chunked(Chunk::Size)), true));
+        let (f, reuse, _) = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert_eq!((f, reuse), (Some(Framing::UntilClose), false));
+        assert!(matches!(
+            parse(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false),
+            Err(WireError::TransferEncodingOn10)
+        ));
+        // No length at all, HTTP/1.0, or `Connection: close`: read to the end, never reused.
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\n\r\n").0, Some(Framing::UntilClose));
+        assert!(!framing(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n").1);
+        assert!(!framing(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\n").1);
+        // No body: 204, 304, and any answer to HEAD.
+        assert_eq!(framing(b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n").0, None);
+        assert_eq!(framing(b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n").0, None);
+        match parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true) {
+            Ok(Some(Parsed::Final { framing, parts, .. })) => {
+                assert_eq!(framing, None);
+                assert_eq!(parts.headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes()), Some(&b"9"[..]));
+            }
+            _ => panic!("HEAD answer"),
+        }
+    }
+
+    #[test]
+    fn heads_are_parsed_strictly() {
+        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nContent-", false), Ok(None)));
+        assert!(matches!(parse(b"HTTP/1.1 100 Continue\r\n\r\n", false), Ok(Some(Parsed::Informational))));
+        assert!(matches!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", false), Err(WireError::UnaskedSwitch)));
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nX Y: 1\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nX-A: 1\rX-B: 2\r\n\r\n",
+            b"HTTP/2 200 OK\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n X-Folded: 1\r\n\r\n",
+        ] {
+            assert!(parse(bad, false).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(parse(&many, false).is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_decode_and_bad_chunks_are_refused() {
+        let mut buf = BytesMut::from(&b"5;ext=1\r\nhello\r\n6 ; x\r\n world\r\n0\r\nTrailer: t\r\n\r\n"[..]);
+        let mut chunk = Chunk::Size;
+        let mut body = Vec::new();
+        loop {
+            match decode(&mut buf, chunk) {
+                Ok(Decoded::Data(d, next)) => {
+                    body.extend_from_slice(&d);
+                    chunk = next;
+                }
+                Ok(Decoded::Moved(next)) => chunk = next,
+                Ok(Decoded::End) => break,
+                Ok(Decoded::NeedMore) => panic!("all bytes were there"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(body, b"hello world");
+        assert!(buf.is_empty());
+        for bad in [&b"g\r\n"[..], b"\r\n", b"-1\r\n", b"5x\r\n", b"5;a\0\r\n", b"1000000000000000\r\n"] {
+            let mut buf = BytesMut::from(bad);
+            assert!(matches!(decode(&mut buf, Chunk::Size), Err(WireError::Chunk)), "{bad:?}");
+        }
+        // A bare LF does not end a line: the decoder waits for CRLF (and the line limit).
+        assert!(matches!(decode(&mut BytesMut::from(&b"5\nhello"[..]), Chunk::Size), Ok(Decoded::NeedMore)));
+        // Data not followed by CRLF.
+        let mut buf = BytesMut::from(&b"1\r\nab\r\n"[..]);
+        assert!(matches!(decode(&mut buf, Chunk::Size), Ok(Decoded::Moved(Chunk::Data(1)))));
+        assert!(matches!(decode(&mut buf, Chunk::Data(1)), Ok(Decoded::Data(_, Chunk::DataEnd))));
+        assert!(matches!(decode(&mut buf, Chunk::DataEnd), Err(WireError::Chunk)));
+        // A size line that never ends.
+        let mut buf = BytesMut::from(vec![b'1'; MAX_CHUNK_LINE + 10].as_slice());
+        assert!(matches!(decode(&mut buf, Chunk::Size), Err(WireError::Chunk)));
+    }
+
+    #[test]
+    fn request_heads_are_written_in_origin_form() {
+        let mut req = http::Request::get("/a/b?c=d").body(()).expect("request");
+        req.headers_mut().insert(header::HOST, HeaderValue::from_static("up:8080"));
+        req.headers_mut().append("x-two", HeaderValue::from_static("1"));
+        req.headers_mut().append("x-two", HeaderValue::from_static("2"));
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        encode_head(&parts, &mut out);
+        assert_eq!(out, b"GET /a/b?c=d HTTP/1.1\r\nhost: up:8080\r\nx-two: 1\r\nx-two: 2\r\n\r\n");
+    }
+}
