@@ -77,6 +77,7 @@ const KNOWN_KEYS: &[&str] = &[
     "events",
     "decision_cache",
     "directory",
+    "proxy_threads",
 ];
 const KNOWN_ROUTE_KEYS: &[&str] = &[
     "from",
@@ -238,6 +239,7 @@ pub struct RawConfig {
     pub decision_cache: RawDecisionCache,
     #[serde(default)]
     pub directory: RawDirectory,
+    pub proxy_threads: Option<i64>,
     /// Keys not read by Portcullis, for warnings.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -382,6 +384,9 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub events: EventsConfig,
     pub decision_cache: DecisionCacheConfig,
+    /// How many threads serve proxy connections (Portcullis's own `proxy_threads`, like
+    /// Envoy's `--concurrency` or nginx's `worker_processes`); `None`: one per core.
+    pub proxy_threads: Option<usize>,
     /// Directory sync (Portcullis's own section `directory:`); `None` when not configured.
     pub directory: Option<DirectoryConfig>,
     /// Non-fatal findings (unknown keys), to log at start.
@@ -591,6 +596,8 @@ pub struct Redirect {
 /// overrides them by name).
 pub const DEFAULT_RESPONSE_HEADERS: [(&str, &str); 2] =
     [("x-frame-options", "SAMEORIGIN"), ("x-xss-protection", "1; mode=block")];
+/// Most proxy serving threads `proxy_threads` may ask for.
+pub const MAX_PROXY_THREADS: i64 = 256;
 /// Pomerium's default upstream timeout.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -831,6 +838,17 @@ impl RawConfig {
         let sessions = self.sessions_config(&mut p);
         let events = self.events_config(&mut p);
         let directory = if self.directory.is_empty() { None } else { self.directory.validate(&mut p) };
+        let proxy_threads = match self.proxy_threads {
+            None => None,
+            Some(n @ 1..=MAX_PROXY_THREADS) => Some(n as usize),
+            Some(_) => {
+                p.add(
+                    "proxy_threads",
+                    format!("must be between 1 and {MAX_PROXY_THREADS} (leave it out for one per core)"),
+                );
+                None
+            }
+        };
         let warnings: Vec<String> =
             self.unknown_keys.iter().map(|k| format!("{k}: unknown or unsupported key, ignored")).collect();
         if let Some(auth_host) = authenticate_url.as_ref().and_then(|u| u.host_str()) {
@@ -875,6 +893,7 @@ impl RawConfig {
                     sessions,
                     events,
                     decision_cache: self.decision_cache_config(),
+                    proxy_threads,
                     directory,
                     warnings,
                 })

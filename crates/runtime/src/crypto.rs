@@ -203,6 +203,11 @@ impl Signer {
 
 /// `n` random bytes, base64url: ids, OAuth `state`, nonces, PKCE verifiers.
 pub fn random_token(n: usize) -> String {
+    let mut small = [0u8; 64];
+    if let Some(bytes) = small.get_mut(..n) {
+        rand::thread_rng().fill_bytes(bytes);
+        return URL_SAFE_NO_PAD.encode(bytes);
+    }
     let mut bytes = vec![0u8; n];
     rand::thread_rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)

@@ -28,7 +28,7 @@ pub enum BuildError {
 
 /// The proxy, bound and ready to run.
 ///
-/// It serves from one thread per core, each with its own single-threaded runtime, its own
+/// It serves from one thread per core (or `proxy_threads`), each with its own single-threaded runtime, its own
 /// listening socket on the same address (`SO_REUSEPORT`: the kernel spreads connections) and
 /// its own upstream connection pool, so a request never hops between threads. NATS and the
 /// decision cache are shared.
@@ -52,7 +52,9 @@ impl App {
             .map(|files| server::tls_acceptor(files, config.server.client_ca_pem.as_deref()))
             .transpose()?;
         let address = config.server.address;
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
+        let threads = config.proxy_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64)
+        });
         let mut sockets = Vec::with_capacity(threads);
         let mut bound = address;
         for _ in 0..threads {

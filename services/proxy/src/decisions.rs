@@ -4,7 +4,6 @@
 //! reused; session events (revoked, expired, refreshed), user updates and directory changes drop entries at
 //! once; losing the subscription empties the cache; a restart loses it harmlessly.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -12,7 +11,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use http::{HeaderName, HeaderValue};
 use portcullis_runtime::{Bus, Shutdown};
+// Keys are session ids the proxy opened from its own sealed cookies and route ids from the
+// configuration, never text a client chooses, so a fast unkeyed hash is safe here.
 use portcullis_schemas::messages::CheckReply;
+use rustc_hash::FxHashMap as HashMap;
 use tracing::{debug, warn};
 
 /// Decisions of one session (or of anonymous requests, under the empty id), by route id.
@@ -74,7 +76,7 @@ impl DecisionCache {
         DecisionCache {
             enabled,
             max_entries: (max_entries / shards).max(1),
-            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..shards).map(|_| RwLock::new(HashMap::default())).collect(),
             generation: AtomicU64::new(0),
         }
     }
@@ -123,7 +125,7 @@ impl DecisionCache {
         }
         let entry = map
             .entry(session.unwrap_or("").to_owned())
-            .or_insert_with(|| SessionDecisions { routes: HashMap::new() });
+            .or_insert_with(|| SessionDecisions { routes: HashMap::default() });
         entry.routes.insert(
             route.to_owned(),
             Cached { reply: reply.clone(), until: Instant::now() + Duration::from_millis(ttl) },

@@ -100,7 +100,7 @@ struct PreparedUpstream {
     /// `authority` as a `Host` value.
     host: Option<HeaderValue>,
     /// `host:port` to connect to, for plain-HTTP upstreams.
-    address: String,
+    address: std::sync::Arc<str>,
     /// The URL's path without its trailing `/`.
     base: String,
 }
@@ -121,7 +121,7 @@ impl Prepared {
                 };
                 PreparedUpstream {
                     host: HeaderValue::from_str(&authority).ok(),
-                    address: format!("{host}:{}", url.port_or_known_default().unwrap_or(80)),
+                    address: format!("{host}:{}", url.port_or_known_default().unwrap_or(80)).into(),
                     authority,
                     base: url.path().trim_end_matches('/').to_owned(),
                 }

@@ -35,6 +35,10 @@ const MAX_HEAD_BYTES: usize = 400 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line, extensions included.
 const MAX_CHUNK_LINE: usize = 4096;
+/// Largest trailer section (hyper's limit).
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// Most trailer fields.
+const MAX_TRAILERS: usize = 32;
 /// How much room each read from the upstream gets at least.
 const READ_ROOM: usize = 8 * 1024;
 
@@ -59,23 +63,39 @@ pub enum WireError {
     UnaskedSwitch,
     #[error("the upstream sent an invalid chunk")]
     Chunk,
+    #[error("the upstream sent invalid or too large trailer fields")]
+    Trailers,
 }
 
 /// One connection to an upstream, with what has been read from it and not used yet.
 pub struct Wire {
     stream: TcpStream,
     buf: BytesMut,
+    /// The last answer had no body (HEAD, 204, 304) and was handed back as soon as its head
+    /// was read: an upstream that wrongly sends a body anyway sends it right then, maybe
+    /// before the runtime has seen the socket turn readable, so the check before reuse asks
+    /// the kernel itself.
+    ended_at_head: bool,
 }
 
 impl Wire {
     pub fn new(stream: TcpStream) -> Wire {
-        Wire { stream, buf: BytesMut::new() }
+        Wire { stream, buf: BytesMut::new(), ended_at_head: false }
     }
 
     /// Whether the upstream has closed this idle connection or sent something unasked (an
     /// answer to no request, which must never reach the next request), as far as the
     /// socket's readiness tells; reads only when it says readable.
     pub fn closed_while_idle(&self) -> bool {
+        if self.ended_at_head {
+            // A peek that does not wait: anything there, or the end of the stream, and the
+            // connection is not reused.
+            let mut probe = [std::mem::MaybeUninit::uninit(); 1];
+            return !matches!(
+                socket2::SockRef::from(&self.stream).peek(&mut probe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            );
+        }
         let mut probe = [0u8; 1];
         match self.stream.try_read(&mut probe) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
@@ -164,13 +184,21 @@ pub async fn exchange(mut wire: Wire, head: &http::request::Parts) -> Result<Ans
         return Err(failed(e.into(), true));
     }
     let is_head = head.method == Method::HEAD;
+    debug_assert!(wire.buf.is_empty(), "a connection is reused only with nothing left over");
     wire.buf.clear();
+    // A 1xx came: the upstream has the request, which must not be sent again.
+    let mut informed = false;
     loop {
         if !wire.buf.is_empty() {
             match parse_head(&mut wire.buf, is_head) {
-                Ok(Some(Parsed::Informational)) => continue,
+                Ok(Some(Parsed::Informational)) => {
+                    informed = true;
+                    continue;
+                }
                 Ok(Some(Parsed::Final { parts, framing, reusable })) => {
-                    let body = WireBody { wire: Some(wire), framing, reusable, release: None };
+                    wire.ended_at_head = framing.is_none();
+                    let body =
+                        WireBody { wire: Some(wire), framing, reusable, release: None, trailers: Vec::new() };
                     return Ok(Answer { head: parts, body });
                 }
                 Ok(None) if wire.buf.len() >= MAX_HEAD_BYTES => {
@@ -182,12 +210,12 @@ pub async fn exchange(mut wire: Wire, head: &http::request::Parts) -> Result<Ans
         }
         match wire.fill().await {
             Ok(0) => {
-                let nothing = wire.buf.is_empty();
+                let nothing = wire.buf.is_empty() && !informed;
                 return Err(failed(WireError::ClosedBeforeAnswer, nothing));
             }
             Ok(_) => {}
             Err(e) => {
-                let nothing = wire.buf.is_empty();
+                let nothing = wire.buf.is_empty() && !informed;
                 return Err(failed(e.into(), nothing));
             }
         }
@@ -195,13 +223,20 @@ pub async fn exchange(mut wire: Wire, head: &http::request::Parts) -> Result<Ans
 }
 
 /// `METHOD target HTTP/1.1`, the headers, the empty line. Every part was validated when it
-/// was made (`Method`, `Uri`, `HeaderName`, `HeaderValue` refuse CR and LF).
+/// was made (`Method`, `Uri`, `HeaderName`, `HeaderValue` refuse CR and LF). The request has
+/// no body, so no header may announce one: `Transfer-Encoding`, and a `Content-Length` other
+/// than 0 (a route's `set_request_headers` could add either), are left out, as hyper leaves
+/// them out, so the upstream cannot wait for a body that never comes, or take the next
+/// request for one.
 fn encode_head(head: &http::request::Parts, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &head.headers {
+        if *name == header::TRANSFER_ENCODING || (*name == header::CONTENT_LENGTH && value != "0") {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -233,6 +268,11 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireE
     let code = response.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Copied only when it is not the standard one (it borrows the buffer).
+    let reason = response
+        .reason
+        .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())
+        .map(|r| r.as_bytes().to_vec());
     // Each header's name, and where its value sits in the head, so that the values can
     // share the head's bytes.
     let base = buf.as_ptr() as usize;
@@ -243,7 +283,9 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireE
         entries.push((name, h.value.as_ptr() as usize - base, h.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(entries.len());
+    // Room for the response headers the proxy adds (see `forward::set_response_headers`),
+    // so that adding them does not grow the map.
+    let mut headers = HeaderMap::with_capacity(entries.len() + 6);
     for (name, start, n) in entries {
         let value = HeaderValue::from_maybe_shared(head.slice(start..start + n))
             .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
@@ -277,6 +319,12 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireE
         Some(Framing::UntilClose)
     };
     let mut parts = http::Response::new(()).into_parts().0;
+    // A reason phrase of the upstream's own reaches the client, as hyper passes it on.
+    if let Some(reason) = reason
+        && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason)
+    {
+        parts.extensions.insert(phrase);
+    }
     parts.status = status;
     parts.version = version;
     parts.headers = headers;
@@ -306,6 +354,14 @@ fn ends_chunked(headers: &HeaderMap) -> bool {
 
 /// The one length all `Content-Length` values (and comma-separated items) agree on.
 fn content_length(headers: &HeaderMap) -> Result<u64, WireError> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    // The usual case: one value, all digits.
+    if let (Some(only), None) = (values.next(), values.next()) {
+        let digits = only.as_bytes();
+        if !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) {
+            return Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
+        }
+    }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         let text = value.to_str().map_err(|_| WireError::ContentLength)?;
@@ -324,8 +380,9 @@ fn content_length(headers: &HeaderMap) -> Result<u64, WireError> {
     length.ok_or(WireError::ContentLength)
 }
 
-/// A connection given back once its answer has been read to the end.
-pub type Release = Box<dyn FnOnce(Wire) + Send + Sync>;
+/// Where a connection goes back once its answer has been read to the end: the pool, and
+/// the upstream address it is kept under.
+pub type Release = (std::sync::Arc<crate::upstream::Pool>, std::sync::Arc<str>);
 
 /// The response body, read from the connection as it is polled. Read exactly to its end on a
 /// reusable connection, it hands the connection to `release`; dropped earlier, or after an
@@ -336,6 +393,8 @@ pub struct WireBody {
     framing: Option<Framing>,
     reusable: bool,
     release: Option<Release>,
+    /// The trailer section of a chunked body, as read so far.
+    trailers: Vec<u8>,
 }
 
 impl WireBody {
@@ -353,9 +412,9 @@ impl WireBody {
         // Bytes after the end of the answer: the upstream is out of step; never reused.
         if self.reusable
             && wire.buf.is_empty()
-            && let Some(release) = self.release.take()
+            && let Some((pool, address)) = self.release.take()
         {
-            release(wire);
+            pool.give_back_wire(&address, wire);
         }
     }
 
@@ -396,7 +455,7 @@ impl hyper::body::Body for WireBody {
                 Framing::UntilClose if !wire.buf.is_empty() => {
                     return Poll::Ready(Some(Ok(Frame::data(wire.buf.split().freeze()))));
                 }
-                Framing::Chunked(chunk) => match decode(&mut wire.buf, chunk) {
+                Framing::Chunked(chunk) => match decode(&mut wire.buf, chunk, &mut this.trailers) {
                     Ok(Decoded::Data(data, next)) => {
                         this.framing = Some(Framing::Chunked(next));
                         return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -405,9 +464,9 @@ impl hyper::body::Body for WireBody {
                         this.framing = Some(Framing::Chunked(next));
                         continue;
                     }
-                    Ok(Decoded::End) => {
+                    Ok(Decoded::End(trailers)) => {
                         this.finish();
-                        return Poll::Ready(None);
+                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
                     }
                     Ok(Decoded::NeedMore) => {}
                     Err(e) => return this.fail(e),
@@ -444,12 +503,13 @@ enum Decoded {
     Data(Bytes, Chunk),
     /// Framing consumed, no data; go on from here.
     Moved(Chunk),
-    End,
+    /// The body ended, with these trailer fields if it had any.
+    End(Option<HeaderMap>),
     NeedMore,
 }
 
-/// One step of chunked decoding over what `buf` holds.
-fn decode(buf: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireError> {
+/// One step of chunked decoding over what `buf` holds; trailer lines gather in `trailers`.
+fn decode(buf: &mut BytesMut, chunk: Chunk, trailers: &mut Vec<u8>) -> Result<Decoded, WireError> {
     match chunk {
         Chunk::Size => {
             let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else { return Ok(Decoded::NeedMore) };
@@ -475,11 +535,34 @@ fn decode(buf: &mut BytesMut, chunk: Chunk) -> Result<Decoded, WireError> {
             buf.advance(2);
             Ok(Decoded::Moved(Chunk::Size))
         }
-        // Trailer fields are read and dropped (HTTP/1.1 clients rarely see them; nginx
-        // drops them too).
+        // Trailer fields are passed on (hyper's server sends them to clients that can take
+        // them), checked as header fields and bounded like hyper bounds them.
         Chunk::Trailers => {
-            let Some(line) = take_line(buf, MAX_HEAD_BYTES)? else { return Ok(Decoded::NeedMore) };
-            if line.is_empty() { Ok(Decoded::End) } else { Ok(Decoded::Moved(Chunk::Trailers)) }
+            let room = MAX_TRAILER_BYTES.saturating_sub(trailers.len());
+            let Some(line) = take_line(buf, room).map_err(|_| WireError::Trailers)? else {
+                return Ok(Decoded::NeedMore);
+            };
+            if !line.is_empty() {
+                trailers.extend_from_slice(&line);
+                trailers.extend_from_slice(b"\r\n");
+                return Ok(Decoded::Moved(Chunk::Trailers));
+            }
+            if trailers.is_empty() {
+                return Ok(Decoded::End(None));
+            }
+            trailers.extend_from_slice(b"\r\n");
+            let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+            let fields = match httparse::parse_headers(trailers, &mut slots) {
+                Ok(httparse::Status::Complete((_, fields))) => fields,
+                _ => return Err(WireError::Trailers),
+            };
+            let mut map = HeaderMap::with_capacity(fields.len());
+            for field in fields {
+                let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| WireError::Trailers)?;
+                let value = HeaderValue::from_bytes(field.value).map_err(|_| WireError::Trailers)?;
+                map.append(name, value);
+            }
+            Ok(Decoded::End(Some(map)))
         }
     }
 }
@@ -575,6 +658,18 @@ mod tests {
         assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nContent-", false), Ok(None)));
         assert!(matches!(parse(b"HTTP/1.1 100 Continue\r\n\r\n", false), Ok(Some(Parsed::Informational))));
         assert!(matches!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", false), Err(WireError::UnaskedSwitch)));
+        // The upstream's own reason phrase is kept; the standard one needs no copy.
+        let reason = |raw: &[u8]| match parse(raw, false) {
+            Ok(Some(Parsed::Final { parts, .. })) => {
+                parts.extensions.get::<hyper::ext::ReasonPhrase>().map(|r| r.as_bytes().to_vec())
+            }
+            _ => panic!("not a final answer"),
+        };
+        assert_eq!(
+            reason(b"HTTP/1.1 200 Fine Thanks\r\ncontent-length: 0\r\n\r\n"),
+            Some(b"Fine Thanks".to_vec())
+        );
+        assert_eq!(reason(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), None);
         for bad in [
             &b"HTTP/1.1 200 OK\r\nX Y: 1\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nX-A: 1\rX-B: 2\r\n\r\n",
@@ -594,37 +689,61 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_and_bad_chunks_are_refused() {
-        let mut buf = BytesMut::from(&b"5;ext=1\r\nhello\r\n6 ; x\r\n world\r\n0\r\nTrailer: t\r\n\r\n"[..]);
-        let mut chunk = Chunk::Size;
-        let mut body = Vec::new();
-        loop {
-            match decode(&mut buf, chunk) {
-                Ok(Decoded::Data(d, next)) => {
-                    body.extend_from_slice(&d);
-                    chunk = next;
+        let decode_all = |raw: &[u8]| -> Result<(Vec<u8>, Option<HeaderMap>), WireError> {
+            let mut buf = BytesMut::from(raw);
+            let (mut chunk, mut body, mut trailers) = (Chunk::Size, Vec::new(), Vec::new());
+            loop {
+                match decode(&mut buf, chunk, &mut trailers)? {
+                    Decoded::Data(d, next) => {
+                        body.extend_from_slice(&d);
+                        chunk = next;
+                    }
+                    Decoded::Moved(next) => chunk = next,
+                    Decoded::End(t) => {
+                        assert!(buf.is_empty());
+                        return Ok((body, t));
+                    }
+                    Decoded::NeedMore => panic!("all bytes were there"),
                 }
-                Ok(Decoded::Moved(next)) => chunk = next,
-                Ok(Decoded::End) => break,
-                Ok(Decoded::NeedMore) => panic!("all bytes were there"),
-                Err(e) => panic!("{e}"),
             }
-        }
+        };
+        let (body, trailers) =
+            decode_all(b"5;ext=1\r\nhello\r\n6 ; x\r\n world\r\n0\r\nTrailer: t\r\nX-Sum: 1\r\n\r\n")
+                .expect("decodes");
         assert_eq!(body, b"hello world");
-        assert!(buf.is_empty());
+        let trailers = trailers.expect("trailers");
+        assert_eq!(trailers.get("trailer").map(|v| v.as_bytes()), Some(&b"t"[..]));
+        assert_eq!(trailers.get("x-sum").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(decode_all(b"1\r\na\r\n0\r\n\r\n").expect("decodes"), (b"a".to_vec(), None));
+        // Trailer fields that are not header fields, or too many bytes of them.
+        assert!(matches!(decode_all(b"0\r\nno colon\r\n\r\n"), Err(WireError::Trailers)));
+        let mut big = b"0\r\n".to_vec();
+        for i in 0..2000 {
+            big.extend_from_slice(format!("x-t{i}: vvvvvv\r\n").as_bytes());
+        }
+        big.extend_from_slice(b"\r\n");
+        assert!(matches!(decode_all(&big), Err(WireError::Trailers)));
         for bad in [&b"g\r\n"[..], b"\r\n", b"-1\r\n", b"5x\r\n", b"5;a\0\r\n", b"1000000000000000\r\n"] {
             let mut buf = BytesMut::from(bad);
-            assert!(matches!(decode(&mut buf, Chunk::Size), Err(WireError::Chunk)), "{bad:?}");
+            assert!(
+                matches!(decode(&mut buf, Chunk::Size, &mut Vec::new()), Err(WireError::Chunk)),
+                "{bad:?}"
+            );
         }
         // A bare LF does not end a line: the decoder waits for CRLF (and the line limit).
-        assert!(matches!(decode(&mut BytesMut::from(&b"5\nhello"[..]), Chunk::Size), Ok(Decoded::NeedMore)));
+        assert!(matches!(
+            decode(&mut BytesMut::from(&b"5\nhello"[..]), Chunk::Size, &mut Vec::new()),
+            Ok(Decoded::NeedMore)
+        ));
         // Data not followed by CRLF.
         let mut buf = BytesMut::from(&b"1\r\nab\r\n"[..]);
-        assert!(matches!(decode(&mut buf, Chunk::Size), Ok(Decoded::Moved(Chunk::Data(1)))));
-        assert!(matches!(decode(&mut buf, Chunk::Data(1)), Ok(Decoded::Data(_, Chunk::DataEnd))));
-        assert!(matches!(decode(&mut buf, Chunk::DataEnd), Err(WireError::Chunk)));
+        let t = &mut Vec::new();
+        assert!(matches!(decode(&mut buf, Chunk::Size, t), Ok(Decoded::Moved(Chunk::Data(1)))));
+        assert!(matches!(decode(&mut buf, Chunk::Data(1), t), Ok(Decoded::Data(_, Chunk::DataEnd))));
+        assert!(matches!(decode(&mut buf, Chunk::DataEnd, t), Err(WireError::Chunk)));
         // A size line that never ends.
         let mut buf = BytesMut::from(vec![b'1'; MAX_CHUNK_LINE + 10].as_slice());
-        assert!(matches!(decode(&mut buf, Chunk::Size), Err(WireError::Chunk)));
+        assert!(matches!(decode(&mut buf, Chunk::Size, &mut Vec::new()), Err(WireError::Chunk)));
     }
 
     #[test]
@@ -633,9 +752,17 @@ mod tests {
         req.headers_mut().insert(header::HOST, HeaderValue::from_static("up:8080"));
         req.headers_mut().append("x-two", HeaderValue::from_static("1"));
         req.headers_mut().append("x-two", HeaderValue::from_static("2"));
+        // Nothing may announce a body the request does not have.
+        req.headers_mut().insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
         encode_head(&parts, &mut out);
         assert_eq!(out, b"GET /a/b?c=d HTTP/1.1\r\nhost: up:8080\r\nx-two: 1\r\nx-two: 2\r\n\r\n");
+        let mut req = http::Request::post("/").body(()).expect("request");
+        req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let mut out = Vec::new();
+        encode_head(&req.into_parts().0, &mut out);
+        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
     }
 }

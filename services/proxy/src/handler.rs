@@ -442,7 +442,7 @@ fn redirect_response(r: &Redirect, req: &Request<Incoming>, facts: &RequestFacts
     let (host, port) = split_host(facts.host_header);
     // A new host or scheme drops the request's port (as Envoy does) unless one is configured.
     let keep_port = r.host.is_none() && r.scheme.is_none();
-    let host = r.host.clone().unwrap_or(host);
+    let host = r.host.clone().unwrap_or_else(|| host.into_owned());
     let port = r.port.or(port.filter(|_| keep_port)).map(|p| format!(":{p}")).unwrap_or_default();
     let path = r.path.clone().unwrap_or_else(|| req.uri().path().to_owned());
     let query = match (r.strip_query, req.uri().query()) {
@@ -454,16 +454,25 @@ fn redirect_response(r: &Redirect, req: &Request<Incoming>, facts: &RequestFacts
     response
 }
 
+/// `h` in lower case, copied only when it is not already.
+fn lower(h: &str) -> Cow<'_, str> {
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
+}
+
 /// `Host` into lower-case host and optional port.
-fn split_host(host: &str) -> (String, Option<u16>) {
+fn split_host(host: &str) -> (Cow<'_, str>, Option<u16>) {
     if let Some(rest) = host.strip_prefix('[') {
         let (h, tail) = rest.split_once(']').unwrap_or((rest, ""));
         let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
-        return (format!("[{}]", h.to_ascii_lowercase()), port);
+        return (Cow::Owned(format!("[{}]", h.to_ascii_lowercase())), port);
     }
     match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h.to_ascii_lowercase(), p.parse().ok()),
-        _ => (host.to_ascii_lowercase(), None),
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (lower(h), p.parse().ok()),
+        _ => (lower(host), None),
     }
 }
 
@@ -473,8 +482,14 @@ mod tests {
 
     #[test]
     fn hosts_split_into_name_and_port() {
-        assert_eq!(split_host("App.Example.com:8443"), ("app.example.com".into(), Some(8443)));
-        assert_eq!(split_host("app.example.com"), ("app.example.com".into(), None));
-        assert_eq!(split_host("[::1]:80"), ("[::1]".into(), Some(80)));
+        let split = |h: &str| {
+            let (host, port) = split_host(h);
+            (host.into_owned(), port)
+        };
+        assert_eq!(split("App.Example.com:8443"), ("app.example.com".into(), Some(8443)));
+        assert_eq!(split("app.example.com"), ("app.example.com".into(), None));
+        assert_eq!(split("[::1]:80"), ("[::1]".into(), Some(80)));
+        assert_eq!(split("[::1]"), ("[::1]".into(), None));
+        assert_eq!(split("App.Example.com:x"), ("app.example.com:x".into(), None));
     }
 }

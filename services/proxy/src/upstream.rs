@@ -9,7 +9,6 @@
 //! thread's list the moment its response body ends; a body abandoned midway closes it.
 //! TLS upstreams and websockets keep using hyper-util's client.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -21,6 +20,8 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
+// Keyed by the configuration's upstream addresses: a fast unkeyed hash is safe.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::{Body, BoxError, h1};
 
@@ -119,7 +120,7 @@ impl Pool {
         None
     }
 
-    fn give_back_wire(&self, authority: &str, wire: h1::Wire) {
+    pub(crate) fn give_back_wire(&self, authority: &str, wire: h1::Wire) {
         let mut wires = self.wires.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = wires.get_mut(authority) {
             if list.len() < MAX_IDLE_PER_UPSTREAM {
@@ -136,7 +137,7 @@ impl Pool {
     /// gets a bad gateway rather than risk being carried out twice.
     async fn send_without_body(
         self: &Arc<Self>,
-        authority: &str,
+        authority: &Arc<str>,
         head: http::request::Parts,
     ) -> Result<http::Response<Body>, BoxError> {
         let idempotent = head.method.is_idempotent();
@@ -156,10 +157,9 @@ impl Pool {
         }
     }
 
-    fn wired(self: &Arc<Self>, authority: &str, answer: h1::Answer) -> http::Response<Body> {
+    fn wired(self: &Arc<Self>, authority: &Arc<str>, answer: h1::Answer) -> http::Response<Body> {
         let mut body = answer.body;
-        let (pool, authority) = (self.clone(), authority.to_owned());
-        body.on_end(Box::new(move |wire| pool.give_back_wire(&authority, wire)));
+        body.on_end((self.clone(), authority.clone()));
         http::Response::from_parts(answer.head, http_body_util::BodyExt::boxed(body))
     }
 
@@ -180,10 +180,11 @@ impl Pool {
     /// only when none of it was written, so its body has not been read yet.
     pub async fn send(
         self: &Arc<Self>,
-        authority: &str,
+        authority: &Arc<str>,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
-        if req.body().is_end_stream() {
+        // CONNECT turns the connection into a tunnel: hyper's client knows that.
+        if req.body().is_end_stream() && req.method() != http::Method::CONNECT {
             return self.send_without_body(authority, req.into_parts().0).await;
         }
         let mut req = req;
@@ -306,7 +307,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     /// A real HTTP/1.1 upstream on loopback that answers `ok` and keeps connections alive.
-    async fn upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    async fn upstream() -> (Arc<str>, Arc<std::sync::atomic::AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("addr").to_string();
         let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -329,7 +330,7 @@ mod tests {
                 });
             }
         });
-        (address, open)
+        (address.into(), open)
     }
 
     fn get(address: &str) -> http::Request<Body> {
@@ -401,7 +402,7 @@ mod tests {
     async fn an_idle_connection_the_upstream_closed_is_not_used() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("addr").to_string();
+        let address: Arc<str> = listener.local_addr().expect("addr").to_string().into();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
@@ -440,12 +441,17 @@ mod tests {
     }
 
     /// An upstream speaking raw HTTP/1.1: the answer depends on the path, and some answers
-    /// arrive in pieces.
-    async fn raw_upstream() -> String {
+    /// arrive in pieces. It runs on a thread of its own, so that it keeps sending while the
+    /// test's runtime is blocked.
+    async fn raw_upstream() -> Arc<str> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
         let address = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             while let Ok((mut stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
@@ -462,6 +468,7 @@ mod tests {
                         seen.drain(..end + 4);
                         let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
                         let pieces: &[&[u8]] = match path.as_str() {
+                            "/head-with-body" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstolen"],
                             "/length" | "/late-extra" => &[b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhel", b"lo"],
                             "/chunked" => &[
                                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r",
@@ -494,8 +501,9 @@ mod tests {
                     }
                 });
             }
+        })
         });
-        address
+        address.into()
     }
 
     fn get_path(address: &str, path: &str) -> http::Request<Body> {
@@ -537,6 +545,26 @@ mod tests {
         let response = pool.send(&address, get_path(&address, "/length")).await.expect("answer");
         let got = response.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(&got[..], b"hello");
+        pool.wires.lock().expect("lock").clear();
+        // A HEAD answered with a body anyway (as a separate segment, right after the head):
+        // the connection is not reused even at once, before the runtime saw it readable.
+        let head = http::Request::builder()
+            .method(http::Method::HEAD)
+            .uri("/head-with-body")
+            .header(http::header::HOST, &*address)
+            .body(http_body_util::Empty::new().map_err(Into::into).boxed())
+            .expect("request");
+        let response = pool.send(&address, head).await.expect("answer");
+        assert_eq!(
+            response.headers().get(http::header::CONTENT_LENGTH).map(|v| v.as_bytes()),
+            Some(&b"6"[..])
+        );
+        response.into_body().collect().await.expect("no body");
+        // Blocking, so that this runtime does not look at its sockets meanwhile.
+        std::thread::sleep(Duration::from_millis(30));
+        let response = pool.send(&address, get_path(&address, "/length")).await.expect("answer");
+        let got = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&got[..], b"hello", "the stray answer never reaches the next request");
         pool.wires.lock().expect("lock").clear();
         // A head that frames its body two ways is a bad gateway.
         assert!(pool.send(&address, get_path(&address, "/two-lengths")).await.is_err());

@@ -261,3 +261,17 @@ fn directory_errors_name_the_field() {
         assert!(errors.iter().any(|e| e.starts_with(field)), "{field} missing for {section}: {errors:?}");
     }
 }
+
+#[test]
+fn proxy_threads_default_to_one_per_core_and_bad_counts_name_the_field() {
+    assert_eq!(validate(base()).expect("valid").proxy_threads, None);
+    let mut doc = base();
+    doc["proxy_threads"] = json!(1);
+    assert_eq!(validate(doc).expect("valid").proxy_threads, Some(1));
+    for bad in [json!(0), json!(-2), json!(100_000)] {
+        let mut doc = base();
+        doc["proxy_threads"] = bad.clone();
+        let errors = errors_for(doc);
+        assert!(errors.iter().any(|e| e.starts_with("proxy_threads:")), "{bad}: {errors:?}");
+    }
+}
