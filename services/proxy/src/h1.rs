@@ -174,16 +174,25 @@ pub struct Failed {
     pub nothing_answered: bool,
 }
 
-/// Write `head` (origin-form target, `Host` set, no body) on `wire` and read the answer's
-/// head. The body is read as the caller polls it.
-pub async fn exchange(mut wire: Wire, head: &http::request::Parts) -> Result<Answer, Failed> {
+/// A request without a body, as written to the upstream.
+pub struct Head<'a> {
+    pub method: &'a Method,
+    /// Origin form (`/path?query`).
+    pub target: &'a http::Uri,
+    /// `Host` included.
+    pub fields: &'a [(HeaderName, HeaderValue)],
+}
+
+/// Write `head` on `wire` and read the answer's head. The body is read as the caller polls
+/// it.
+pub async fn exchange(mut wire: Wire, head: &Head<'_>) -> Result<Answer, Failed> {
     let failed = |error: WireError, nothing_answered: bool| Failed { error, nothing_answered };
     let mut out = Vec::with_capacity(512);
     encode_head(head, &mut out);
     if let Err(e) = wire.stream.write_all(&out).await {
         return Err(failed(e.into(), true));
     }
-    let is_head = head.method == Method::HEAD;
+    let is_head = *head.method == Method::HEAD;
     debug_assert!(wire.buf.is_empty(), "a connection is reused only with nothing left over");
     wire.buf.clear();
     // A 1xx came: the upstream has the request, which must not be sent again.
@@ -228,12 +237,12 @@ pub async fn exchange(mut wire: Wire, head: &http::request::Parts) -> Result<Ans
 /// than 0 (a route's `set_request_headers` could add either), are left out, as hyper leaves
 /// them out, so the upstream cannot wait for a body that never comes, or take the next
 /// request for one.
-fn encode_head(head: &http::request::Parts, out: &mut Vec<u8>) {
+fn encode_head(head: &Head<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(head.target.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &head.headers {
+    for (name, value) in head.fields {
         if *name == header::TRANSFER_ENCODING || (*name == header::CONTENT_LENGTH && value != "0") {
             continue;
         }
@@ -746,6 +755,20 @@ mod tests {
         assert!(matches!(decode(&mut buf, Chunk::Size, &mut Vec::new()), Err(WireError::Chunk)));
     }
 
+    /// A request's parts as the owner of a [`Head`].
+    pub(crate) struct Owned(Method, http::Uri, Vec<(HeaderName, HeaderValue)>);
+
+    impl Owned {
+        pub(crate) fn head(&self) -> Head<'_> {
+            Head { method: &self.0, target: &self.1, fields: &self.2 }
+        }
+    }
+
+    pub(crate) fn parts_head(parts: &http::request::Parts) -> Owned {
+        let fields = parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        Owned(parts.method.clone(), parts.uri.clone(), fields)
+    }
+
     #[test]
     fn request_heads_are_written_in_origin_form() {
         let mut req = http::Request::get("/a/b?c=d").body(()).expect("request");
@@ -757,12 +780,12 @@ mod tests {
         req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        encode_head(&parts, &mut out);
+        encode_head(&parts_head(&parts).head(), &mut out);
         assert_eq!(out, b"GET /a/b?c=d HTTP/1.1\r\nhost: up:8080\r\nx-two: 1\r\nx-two: 2\r\n\r\n");
         let mut req = http::Request::post("/").body(()).expect("request");
         req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         let mut out = Vec::new();
-        encode_head(&req.into_parts().0, &mut out);
+        encode_head(&parts_head(&req.into_parts().0).head(), &mut out);
         assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
     }
 }

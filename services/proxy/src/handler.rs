@@ -121,6 +121,8 @@ pub struct RequestFacts<'a> {
     /// The client certificate the TLS handshake verified.
     pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
     pub conn: &'a Connection,
+    /// This request's id as a header value (`X-Request-Id` to the upstream).
+    pub request_id: Option<&'a http::HeaderValue>,
 }
 
 impl Proxy {
@@ -166,7 +168,12 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, conn: &Connection) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &Connection,
+        request_id: Option<&http::HeaderValue>,
+    ) -> Response<Body> {
         let html = error::wants_html(req.headers());
         let host_header = match req
             .uri()
@@ -195,6 +202,7 @@ impl Proxy {
             html,
             client_certificate: conn.client_certificate.clone(),
             conn,
+            request_id,
         };
         if path == paths::PING {
             return error::text(StatusCode::OK, "text/plain", "OK\n".into());
@@ -365,6 +373,7 @@ impl Proxy {
                 RouteAction::Forward => {
                     let origin = Origin {
                         forwarded_for: facts.conn.forwarded_for.as_ref(),
+                        request_id: facts.request_id,
                         https: facts.https,
                         host: facts.host_header,
                         cookie_name: &self.config.cookie.name,

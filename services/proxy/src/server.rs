@@ -184,9 +184,12 @@ fn service(
             // Each request gets an id: on error pages, in JSON errors, to the upstream and
             // back to the client.
             let id = portcullis_runtime::crypto::random_token(9);
-            let response =
-                portcullis_runtime::pages::REQUEST_ID.scope(id.clone(), proxy.handle(req, &conn)).await;
-            Ok::<_, Infallible>(with_request_id(response, &id))
+            // Made once: the upstream and the client get the same value.
+            let header = http::HeaderValue::from_str(&id).ok();
+            let response = portcullis_runtime::pages::REQUEST_ID
+                .scope(id, proxy.handle(req, &conn, header.as_ref()))
+                .await;
+            Ok::<_, Infallible>(with_request_id(response, header))
         }
     })
 }
@@ -213,8 +216,11 @@ fn client_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<Cli
     })
 }
 
-fn with_request_id(mut response: http::Response<crate::Body>, id: &str) -> http::Response<crate::Body> {
-    if let Ok(v) = http::HeaderValue::from_str(id) {
+fn with_request_id(
+    mut response: http::Response<crate::Body>,
+    id: Option<http::HeaderValue>,
+) -> http::Response<crate::Body> {
+    if let Some(v) = id {
         response.headers_mut().insert(http::HeaderName::from_static("x-request-id"), v);
     }
     response

@@ -135,14 +135,14 @@ impl Pool {
     /// before any answer arrived (the upstream closed it as the request went out), an
     /// idempotent request goes once more on a fresh one, as nginx retries them; any other
     /// gets a bad gateway rather than risk being carried out twice.
-    async fn send_without_body(
+    pub async fn send_head(
         self: &Arc<Self>,
         authority: &Arc<str>,
-        head: http::request::Parts,
+        head: &h1::Head<'_>,
     ) -> Result<http::Response<Body>, BoxError> {
         let idempotent = head.method.is_idempotent();
         if let Some(wire) = self.take_wire(authority) {
-            match h1::exchange(wire, &head).await {
+            match h1::exchange(wire, head).await {
                 Ok(answer) => return Ok(self.wired(authority, answer)),
                 Err(failed) if failed.nothing_answered && idempotent => {
                     debug!(error = %failed.error, "idle upstream connection was closed; reconnecting");
@@ -151,7 +151,7 @@ impl Pool {
             }
         }
         let wire = h1::Wire::new(connect_tcp(authority).await?);
-        match h1::exchange(wire, &head).await {
+        match h1::exchange(wire, head).await {
             Ok(answer) => Ok(self.wired(authority, answer)),
             Err(failed) => Err(failed.error.into()),
         }
@@ -185,7 +185,10 @@ impl Pool {
     ) -> Result<http::Response<Body>, BoxError> {
         // CONNECT turns the connection into a tunnel: hyper's client knows that.
         if req.body().is_end_stream() && req.method() != http::Method::CONNECT {
-            return self.send_without_body(authority, req.into_parts().0).await;
+            let (parts, _) = req.into_parts();
+            let fields: Vec<_> = parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            let head = h1::Head { method: &parts.method, target: &parts.uri, fields: &fields };
+            return self.send_head(authority, &head).await;
         }
         let mut req = req;
         if let Some(mut sender) = self.take(authority) {
