@@ -15,30 +15,31 @@ fn open(sealer: &Sealer, value: &str, name: &str) -> Option<String> {
     sealer.open(value, name.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok())
 }
 
-/// The last session cookie value that opened on one client connection, and the session id
-/// in it. A client sends the same value with every request, and opening it (base64, then an
-/// AEAD) costs more than the rest of the proxy's own work on an authorized request. Opening
-/// is deterministic for a given sealer, so the remembered answer is the one opening would
-/// give; values that do not open are never remembered.
+/// What the last `Cookie` header on one client connection gave: a client sends the same one
+/// with every request, and opening the session cookie in it (base64, then an AEAD) costs more
+/// than the rest of the proxy's own work on an authorized request. Finding the session
+/// cookie is a function of the header alone for a given sealer and name (no expiry is sealed
+/// in), so the remembered answer is the one working it out again would give.
 #[derive(Default)]
-pub struct Opened(std::sync::Mutex<Option<(Box<str>, String)>>);
+pub struct Opened(std::sync::Mutex<Option<(http::HeaderValue, Option<String>)>>);
 
 impl Opened {
-    /// [`session_id`], answered from the remembered value when the request carries it.
+    /// [`session_id`], answered from memory when the request carries the same single `Cookie`
+    /// header as the last one.
     pub fn session_id(&self, headers: &HeaderMap, sealer: &Sealer, name: &str) -> Option<String> {
+        let mut values = headers.get_all(COOKIE).iter();
+        let (Some(header), None) = (values.next(), values.next()) else {
+            return session_id(headers, sealer, name);
+        };
         let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for value in cookie_values(headers, name) {
-            if let Some((known, sid)) = last.as_ref()
-                && **known == *value
-            {
-                return Some(sid.clone());
-            }
-            if let Some(sid) = open(sealer, value, name) {
-                *last = Some((value.into(), sid.clone()));
-                return Some(sid);
-            }
+        if let Some((known, sid)) = last.as_ref()
+            && known == header
+        {
+            return sid.clone();
         }
-        None
+        let sid = session_id(headers, sealer, name);
+        *last = Some((header.clone(), sid.clone()));
+        sid
     }
 }
 
@@ -144,13 +145,22 @@ mod tests {
         let one = request(&format!("_pomerium={}", sealed("sid-1")));
         assert_eq!(opened.session_id(&one, &sealer, "_pomerium").as_deref(), Some("sid-1"));
         assert_eq!(opened.session_id(&one, &sealer, "_pomerium").as_deref(), Some("sid-1"));
-        // Another value on the same connection is opened, not answered from memory.
+        // Another header on the same connection is worked out, not answered from memory.
         let two = request(&format!("_pomerium={}", sealed("sid-2")));
         assert_eq!(opened.session_id(&two, &sealer, "_pomerium").as_deref(), Some("sid-2"));
         // A forged value is refused whatever was remembered, and a request without the
         // cookie has no session.
         assert_eq!(opened.session_id(&request("_pomerium=forged"), &sealer, "_pomerium"), None);
+        assert_eq!(opened.session_id(&request("_pomerium=forged"), &sealer, "_pomerium"), None);
         assert_eq!(opened.session_id(&request("theme=dark"), &sealer, "_pomerium"), None);
+        assert_eq!(opened.session_id(&HeaderMap::new(), &sealer, "_pomerium"), None);
+        // Two Cookie headers are read as they come, with no memory.
+        let mut two_headers = request("_pomerium=forged");
+        two_headers.append(
+            COOKIE,
+            HeaderValue::from_str(&format!("_pomerium={}", sealed("sid-4"))).expect("header"),
+        );
+        assert_eq!(opened.session_id(&two_headers, &sealer, "_pomerium").as_deref(), Some("sid-4"));
         // The first value that opens wins, as without memory.
         let both = request(&format!("_pomerium=forged; _pomerium={}", sealed("sid-3")));
         assert_eq!(opened.session_id(&both, &sealer, "_pomerium").as_deref(), Some("sid-3"));

@@ -12,9 +12,10 @@ use crate::Body;
 /// Whether the client is a browser that should see pages and redirects.
 pub fn wants_html(headers: &HeaderMap) -> bool {
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let xhr =
-        headers.get("x-requested-with").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
-    accept.contains("text/html") && !xhr
+    accept.contains("text/html")
+        && !headers
+            .get("x-requested-with")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"))
 }
 
 pub fn body(bytes: impl Into<Bytes>) -> Body {

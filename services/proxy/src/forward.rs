@@ -102,6 +102,7 @@ impl Fields {
         self.0.retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(name));
     }
 
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&HeaderValue> {
         self.0.iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
@@ -496,9 +497,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    // A name that is not a valid header name matches nothing.
+    // A name that is not a valid header name matches nothing; `keep-alive` (the usual one)
+    // is gone already.
     for token in listed.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
-        headers.remove(token.trim());
+        let token = token.trim();
+        if !token.eq_ignore_ascii_case("keep-alive") {
+            headers.remove(token);
+        }
     }
 }
 
