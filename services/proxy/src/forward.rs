@@ -254,15 +254,16 @@ pub async fn forward(
     }
     let address = &prepared_upstream.address;
     // A plain-HTTP request without a body: its head is written straight from the fields.
-    let bodiless = lean && hyper::body::Body::is_end_stream(&body) && parts.method != http::Method::CONNECT;
-    let sent = tokio::time::timeout(route.timeout, async {
+    let bodiless = lean && crate::upstream::goes_over_h1(&parts.method, &body);
+    let method = parts.method;
+    let sent = tokio::time::timeout(route.timeout, async move {
         if bodiless {
-            let head = crate::h1::Head { method: &parts.method, target: &uri, fields: headers.as_slice() };
+            let head = crate::h1::Head { method: &method, target: &uri, fields: headers.as_slice() };
             return pool.send_head(address, &head).await.map(Sent::Body);
         }
         let mut upstream_req = Request::new(body.map_err(Into::into).boxed());
-        *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.uri_mut() = uri.clone();
+        *upstream_req.method_mut() = method;
+        *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers.into_map();
         if lean {
@@ -511,10 +512,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
 
+    /// A header map of these (name, value) pairs, in order.
+    fn map(pairs: &[(&str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_static(v));
+        }
+        headers
+    }
+
     #[test]
     fn identity_and_hop_by_hop_headers_never_pass() {
-        let mut incoming = HeaderMap::new();
-        for (k, v) in [
+        let incoming = map(&[
             ("x-portcullis-jwt-assertion", "forged"),
             ("X-Pomerium-Jwt-Assertion", "forged"),
             ("x-forwarded-for", "1.2.3.4"),
@@ -522,9 +531,7 @@ mod tests {
             ("x-secret-hop", "1"),
             ("cookie", "_pomerium=sealed; theme=dark"),
             ("accept", "text/html"),
-        ] {
-            incoming.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_static(v));
-        }
+        ]);
         let peer = HeaderValue::from_static("10.0.0.9");
         let origin = Origin {
             forwarded_for: Some(&peer),
@@ -567,17 +574,14 @@ mod tests {
 
     #[test]
     fn hop_by_hop_response_headers_are_stripped_with_those_connection_lists() {
-        let mut headers = HeaderMap::new();
-        for (k, v) in [
+        let mut headers = map(&[
             ("connection", "Keep-Alive, X-Upstream-Hop, not a name"),
             ("connection", "close"),
             ("keep-alive", "timeout=5"),
             ("x-upstream-hop", "1"),
             ("transfer-encoding", "chunked"),
             ("content-type", "text/plain"),
-        ] {
-            headers.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_static(v));
-        }
+        ]);
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["content-type"]);

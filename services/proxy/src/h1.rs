@@ -160,8 +160,7 @@ enum Chunk {
     Trailers,
 }
 
-/// A sent request's response: its head, and whether the request went out on a connection
-/// that had served one before (for the caller's retry rule).
+/// A sent request's answer: its head, and its body still to be read from the connection.
 pub struct Answer {
     pub head: http::response::Parts,
     pub body: WireBody,

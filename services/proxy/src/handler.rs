@@ -89,7 +89,7 @@ pub struct Connection {
     pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
     /// The peer's address as `X-Forwarded-For` carries it.
     forwarded_for: Option<http::HeaderValue>,
-    /// The session cookie last opened on this connection.
+    /// What the connection's last `Cookie` header gave.
     opened: cookie::Opened,
 }
 
@@ -111,16 +111,13 @@ impl Connection {
 
 /// What the proxy has worked out about a request before deciding.
 pub struct RequestFacts<'a> {
-    pub peer: SocketAddr,
-    pub https: bool,
+    /// The client connection (peer, TLS, client certificate) the request came on.
+    pub conn: &'a Connection,
     /// Host without port, lower case.
     pub host: &'a str,
     /// Host as the client sent it (with port).
     pub host_header: &'a str,
     pub html: bool,
-    /// The client certificate the TLS handshake verified.
-    pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
-    pub conn: &'a Connection,
     /// This request's id as a header value (`X-Request-Id` to the upstream).
     pub request_id: Option<&'a http::HeaderValue>,
 }
@@ -194,16 +191,7 @@ impl Proxy {
             Ok(p) => p.into_owned(),
             Err(e) => return error::bad_request(&e.to_string(), html),
         };
-        let facts = RequestFacts {
-            peer: conn.peer,
-            https: conn.https,
-            host: &host,
-            host_header: &host_header,
-            html,
-            client_certificate: conn.client_certificate.clone(),
-            conn,
-            request_id,
-        };
+        let facts = RequestFacts { conn, host: &host, host_header: &host_header, html, request_id };
         if path == paths::PING {
             return error::text(StatusCode::OK, "text/plain", "OK\n".into());
         }
@@ -310,7 +298,7 @@ impl Proxy {
     pub fn sign_in_redirect(&self, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
         let original = format!(
             "{}://{}{}",
-            if facts.https { "https" } else { "http" },
+            if facts.conn.https { "https" } else { "http" },
             facts.host_header,
             req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
         );
@@ -324,7 +312,7 @@ impl Proxy {
             now_unix(),
         );
         let mut r = error::redirect(url.as_str());
-        let set = cookie::set_binding(&self.binding_cookie, &binding, facts.https);
+        let set = cookie::set_binding(&self.binding_cookie, &binding, facts.conn.https);
         if let Ok(v) = http::HeaderValue::from_str(&set) {
             r.headers_mut().append(http::header::SET_COOKIE, v);
         }
@@ -354,11 +342,11 @@ impl Proxy {
                         method: req.method().as_str().to_owned(),
                         host: facts.host.to_owned(),
                         path: path.to_owned(),
-                        client_ip: facts.peer.ip().to_string(),
+                        client_ip: facts.conn.peer.ip().to_string(),
                         cors_preflight: req.method() == Method::OPTIONS
                             && req.headers().contains_key(http::header::ORIGIN)
                             && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
-                        client_certificate: facts.client_certificate.as_deref().cloned(),
+                        client_certificate: facts.conn.client_certificate.as_deref().cloned(),
                     };
                     let answer: Result<CheckReply, BusError> = self.checks.check(check).await;
                     answer.map(|r| {
@@ -374,7 +362,7 @@ impl Proxy {
                     let origin = Origin {
                         forwarded_for: facts.conn.forwarded_for.as_ref(),
                         request_id: facts.request_id,
-                        https: facts.https,
+                        https: facts.conn.https,
                         host: facts.host_header,
                         cookie_name: &self.config.cookie.name,
                     };
@@ -383,7 +371,7 @@ impl Proxy {
                         return error::bad_gateway(facts.html);
                     };
                     let mut templates = self.open_templates(sealed_templates, &route.id);
-                    if let Some(cert) = &facts.client_certificate {
+                    if let Some(cert) = &facts.conn.client_certificate {
                         templates.push(("client_cert_fingerprint".into(), cert.fingerprint.clone()));
                     }
                     let granted = forward::Granted { headers, templates: &templates };
@@ -395,13 +383,13 @@ impl Proxy {
                 }
                 RouteAction::Redirect(r) => {
                     let mut response = redirect_response(r, &req, facts);
-                    forward::set_response_headers(response.headers_mut(), prepared, facts.https);
+                    forward::set_response_headers(response.headers_mut(), prepared, facts.conn.https);
                     response
                 }
                 RouteAction::Respond { status, body } => {
                     let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
                     let mut response = error::text(status, "text/plain; charset=utf-8", body.clone());
-                    forward::set_response_headers(response.headers_mut(), prepared, facts.https);
+                    forward::set_response_headers(response.headers_mut(), prepared, facts.conn.https);
                     response
                 }
             },
@@ -447,7 +435,8 @@ impl Proxy {
 
 /// A `redirect` route's answer: the request URL with the configured parts replaced.
 fn redirect_response(r: &Redirect, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
-    let scheme = r.scheme.clone().unwrap_or_else(|| if facts.https { "https".into() } else { "http".into() });
+    let scheme =
+        r.scheme.clone().unwrap_or_else(|| if facts.conn.https { "https".into() } else { "http".into() });
     let (host, port) = split_host(facts.host_header);
     // A new host or scheme drops the request's port (as Envoy does) unless one is configured.
     let keep_port = r.host.is_none() && r.scheme.is_none();

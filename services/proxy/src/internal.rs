@@ -51,7 +51,9 @@ pub fn callback(
         Ok(h) => {
             let mut r = error::redirect(&h.redirect_uri);
             // The binding is single-use: a second visit of the same link finds no cookie.
-            if let Ok(v) = HeaderValue::from_str(&cookie::clear_binding(&proxy.binding_cookie, facts.https)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&cookie::clear_binding(&proxy.binding_cookie, facts.conn.https))
+            {
                 r.headers_mut().append(SET_COOKIE, v);
             }
             let set = cookie::set(
@@ -59,7 +61,7 @@ pub fn callback(
                 &proxy.cookie_sealer,
                 &h.session_id,
                 h.session_expires_at - now,
-                facts.https,
+                facts.conn.https,
             );
             if let Ok(v) = HeaderValue::from_str(&set) {
                 r.headers_mut().append(SET_COOKIE, v);
@@ -111,7 +113,7 @@ pub async fn to_authenticate(
         .collect();
     let message = HttpRequest {
         method: parts.method.as_str().to_owned(),
-        scheme: if facts.https { "https" } else { "http" }.to_owned(),
+        scheme: if facts.conn.https { "https" } else { "http" }.to_owned(),
         host: facts.host_header.to_owned(),
         path_and_query: parts
             .uri
@@ -120,7 +122,7 @@ pub async fn to_authenticate(
             .unwrap_or_else(|| "/".into()),
         headers,
         body: STANDARD.encode(&body),
-        client_ip: facts.peer.ip().to_string(),
+        client_ip: facts.conn.peer.ip().to_string(),
         session_id,
     };
     let subject = proxy.bus.contract().authenticate_http();
@@ -142,7 +144,7 @@ pub async fn to_authenticate(
     // revoke the session still exists, and the person must be able to try again.
     if clear_cookie
         && reply.status == 302
-        && let Ok(v) = HeaderValue::from_str(&cookie::clear(&proxy.config.cookie, facts.https))
+        && let Ok(v) = HeaderValue::from_str(&cookie::clear(&proxy.config.cookie, facts.conn.https))
     {
         response.headers_mut().append(SET_COOKIE, v);
     }

@@ -183,8 +183,7 @@ impl Pool {
         authority: &Arc<str>,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
-        // CONNECT turns the connection into a tunnel: hyper's client knows that.
-        if req.body().is_end_stream() && req.method() != http::Method::CONNECT {
+        if goes_over_h1(req.method(), req.body()) {
             let (parts, _) = req.into_parts();
             let fields: Vec<_> = parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
             let head = h1::Head { method: &parts.method, target: &parts.uri, fields: &fields };
@@ -224,6 +223,12 @@ impl Pool {
         }
         http::Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
     }
+}
+
+/// Whether a request goes over [`h1`]: it has no body, and is not a CONNECT (which turns the
+/// connection into a tunnel: hyper's client knows that).
+pub fn goes_over_h1(method: &http::Method, body: &impl HttpBody) -> bool {
+    body.is_end_stream() && method != http::Method::CONNECT
 }
 
 /// Sweep `pool` every [`SWEEP_EVERY`] until `shutdown` (one task per serving thread).
