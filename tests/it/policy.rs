@@ -186,6 +186,25 @@ async fn websockets_are_proxied_both_ways_after_authorization() {
 }
 
 #[tokio::test]
+async fn an_upstream_slower_than_the_route_timeout_gets_504() {
+    use std::time::{Duration, Instant};
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    // The upstream answers `/__slow` after 5 s; the route's timeout is 300ms.
+    for _ in 0..2 {
+        let start = Instant::now();
+        let r = browser.get_json(&env.url_on("ws.localhost", "/__slow")).await.unwrap();
+        let took = start.elapsed();
+        assert_eq!(r.status(), 504);
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "took {took:?}");
+    }
+    assert!(env.logs().contains("upstream timed out"), "the proxy says why");
+    // Requests that are in time still pass on the same thread.
+    let r = browser.get_json(&env.url_on("ws.localhost", "/__stall")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
 async fn idle_timeout_closes_quiet_bodies_and_websockets() {
     use portcullis_e2e::websocket::{connect, read_frame, write_frame};
     use reqwest::cookie::CookieStore;

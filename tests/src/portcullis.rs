@@ -569,6 +569,11 @@ routes:
     load_balancing_policy: ROUND_ROBIN
     allow_public_unauthenticated_access: true
   - from: http://ws.localhost
+    prefix: /__slow
+    to: {upstream}
+    timeout: 300ms
+    allow_public_unauthenticated_access: true
+  - from: http://ws.localhost
     prefix: /__stall
     to: {upstream}
     idle_timeout: 300ms

@@ -101,6 +101,10 @@ impl Upstream {
                                 headers,
                                 body,
                             });
+                            // `/__slow…`: the answer comes after 5 s.
+                            if parts.uri.path().starts_with("/__slow") {
+                                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                            }
                             // `/__stall…`: the headers and a first chunk, then silence.
                             let body = if parts.uri.path().starts_with("/__stall") {
                                 Either::Right(Stall { sent: false })

@@ -40,6 +40,8 @@ pub struct Checks {
     state: Mutex<State>,
     /// Told when the queue reaches `State::gather`.
     gathered: Notify,
+    /// Each check's reply deadline.
+    deadlines: crate::deadline::Deadlines,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ impl Checks {
             single_subject,
             state: Mutex::new(State::default()),
             gathered: Notify::new(),
+            deadlines: crate::deadline::Deadlines::default(),
         })
     }
 
@@ -98,7 +101,7 @@ impl Checks {
             let slot = Slot { checks: self.clone(), held: true };
             tokio::spawn(self.clone().send(batch, slot));
         }
-        match tokio::time::timeout(deadline, rx).await {
+        match self.deadlines.bound(deadline, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(BusError::Nats("check dropped".into())),
             Err(_) => Err(BusError::Timeout(deadline)),

@@ -1,8 +1,8 @@
 //! The session cookie on route hosts: the session id, sealed with a key from
 //! `cookie_secret` and bound to the cookie name.
 
-use http::HeaderMap;
 use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 use portcullis_runtime::config::CookieConfig;
 use portcullis_runtime::crypto::Sealer;
 
@@ -18,10 +18,20 @@ fn open(sealer: &Sealer, value: &str, name: &str) -> Option<String> {
 /// What the last `Cookie` header on one client connection gave: a client sends the same one
 /// with every request, and opening the session cookie in it (base64, then an AEAD) costs more
 /// than the rest of the proxy's own work on an authorized request. Finding the session
-/// cookie is a function of the header alone for a given sealer and name (no expiry is sealed
-/// in), so the remembered answer is the one working it out again would give.
+/// cookie, and the header the upstream gets without it, are functions of the header alone for
+/// a given sealer and name (no expiry is sealed in), so the remembered answers are the ones
+/// working them out again would give.
 #[derive(Default)]
-pub struct Opened(std::sync::Mutex<Option<(http::HeaderValue, Option<String>)>>);
+pub struct Opened(std::sync::Mutex<Option<Remembered>>);
+
+struct Remembered {
+    /// A copy of the header, not a slice of the request: a slice would keep the server's whole
+    /// read buffer alive, so that the buffer is allocated again for every request.
+    header: HeaderValue,
+    session_id: Option<String>,
+    /// The header as forwarded (see [`without`]), once it was asked for.
+    forwarded: Option<Option<HeaderValue>>,
+}
 
 impl Opened {
     /// [`session_id`], answered from memory when the request carries the same single `Cookie`
@@ -32,15 +42,45 @@ impl Opened {
             return session_id(headers, sealer, name);
         };
         let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((known, sid)) = last.as_ref()
-            && known == header
+        if let Some(known) = last.as_ref()
+            && known.header == header
         {
-            return sid.clone();
+            return known.session_id.clone();
         }
         let sid = session_id(headers, sealer, name);
-        *last = Some((header.clone(), sid.clone()));
+        // An owned copy (see `Remembered::header`).
+        if let Ok(copy) = HeaderValue::from_bytes(header.as_bytes()) {
+            *last = Some(Remembered { header: copy, session_id: sid.clone(), forwarded: None });
+        }
         sid
     }
+
+    /// [`without`], answered from memory when `value` is the remembered header.
+    pub fn without(&self, value: &HeaderValue, name: &str) -> Option<HeaderValue> {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last.as_mut() {
+            Some(known) if known.header == value => {
+                known.forwarded.get_or_insert_with(|| without(value, name)).clone()
+            }
+            _ => without(value, name),
+        }
+    }
+}
+
+/// A `Cookie` value without the cookie `name`, as the upstream gets it: unchanged (no copy)
+/// when it does not carry it, `None` when nothing else is left.
+pub fn without(value: &HeaderValue, name: &str) -> Option<HeaderValue> {
+    let Ok(text) = value.to_str() else { return Some(value.clone()) };
+    let carries = text.split(';').any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name));
+    if !carries {
+        return Some(value.clone());
+    }
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .collect();
+    if kept.is_empty() { None } else { HeaderValue::from_str(&kept.join("; ")).ok() }
 }
 
 /// Every value of cookie `name` in the request (a browser may send several).
@@ -111,7 +151,6 @@ fn attributes(cookie: &CookieConfig, value: &str, max_age: i64, secure: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
     use portcullis_runtime::crypto::{Purpose, Secret};
 
     #[test]
@@ -164,5 +203,25 @@ mod tests {
         // The first value that opens wins, as without memory.
         let both = request(&format!("_pomerium=forged; _pomerium={}", sealed("sid-3")));
         assert_eq!(opened.session_id(&both, &sealer, "_pomerium").as_deref(), Some("sid-3"));
+    }
+
+    #[test]
+    fn the_forwarded_cookie_header_is_the_one_working_it_out_gives() {
+        let value = |v: &'static str| HeaderValue::from_static(v);
+        let sealer = Sealer::new(&Secret::from_bytes([4; 32]), Purpose::SessionCookie);
+        let opened = Opened::default();
+        let cookie = format!("a=1; _pomerium={}; b=2", sealer.seal(b"sid-1", b"_pomerium"));
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_str(&cookie).expect("header"));
+        assert_eq!(opened.session_id(&headers, &sealer, "_pomerium").as_deref(), Some("sid-1"));
+        let remembered = headers.get(COOKIE).expect("cookie");
+        for _ in 0..2 {
+            assert_eq!(opened.without(remembered, "_pomerium"), Some(value("a=1; b=2")));
+        }
+        // Other headers are worked out, whatever is remembered.
+        assert_eq!(opened.without(&value("_pomerium=x"), "_pomerium"), None);
+        assert_eq!(opened.without(&value("theme=dark"), "_pomerium"), Some(value("theme=dark")));
+        assert_eq!(opened.without(&value(" ; _pomerium=x;c=3"), "_pomerium"), Some(value("c=3")));
+        assert_eq!(opened.without(remembered, "_pomerium"), Some(value("a=1; b=2")));
     }
 }

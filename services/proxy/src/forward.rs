@@ -67,6 +67,8 @@ pub struct Origin<'a> {
     /// The Host the client asked for (with port, as sent).
     pub host: &'a str,
     pub cookie_name: &'a str,
+    /// The connection's memory of its `Cookie` header.
+    pub cookies: &'a crate::cookie::Opened,
 }
 
 /// Forward `req` (path already normalised to `path`) to `route`'s upstream.
@@ -198,6 +200,7 @@ impl Prepared {
 pub async fn forward(
     client: &UpstreamClient,
     pool: &std::sync::Arc<crate::upstream::Pool>,
+    deadlines: &crate::deadline::Deadlines,
     route: &Route,
     prepared: &Prepared,
     pick: usize,
@@ -217,10 +220,15 @@ pub async fn forward(
     };
     let path = route.upstream_path(path);
     let base = prepared_upstream.base.as_str();
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{base}{path}?{q}"),
-        None => format!("{base}{path}"),
-    };
+    let query = parts.uri.query();
+    let mut path_and_query =
+        String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    path_and_query.push_str(base);
+    path_and_query.push_str(&path);
+    if let Some(q) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
     let authority = prepared_upstream.authority.as_str();
     // Plain-HTTP upstreams go over this thread's own connections (origin-form target);
     // TLS upstreams and websockets over hyper-util's client (absolute URI).
@@ -256,7 +264,7 @@ pub async fn forward(
     // A plain-HTTP request without a body: its head is written straight from the fields.
     let bodiless = lean && crate::upstream::goes_over_h1(&parts.method, &body);
     let method = parts.method;
-    let sent = tokio::time::timeout(route.timeout, async move {
+    let sent = std::pin::pin!(async move {
         if bodiless {
             let head = crate::h1::Head { method: &method, target: &uri, fields: headers.as_slice() };
             return pool.send_head(address, &head).await.map(Sent::Body);
@@ -271,7 +279,7 @@ pub async fn forward(
         }
         client.request(upstream_req).await.map(Sent::Incoming).map_err(Into::into)
     });
-    let resp = match sent.await {
+    let resp = match deadlines.bound(route.timeout, sent).await {
         Ok(Ok(Sent::Incoming(resp))) => {
             if websocket && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 return switch_protocols(resp, client_upgrade, route);
@@ -433,12 +441,14 @@ pub fn request_headers(
             || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
             || n.starts_with("x-forwarded-")
             || n == "forwarded"
-            || *name == header::HOST;
+            || *name == header::HOST
+            // The request id replaces any the client sent.
+            || (origin.request_id.is_some() && n == "x-request-id");
         if dropped {
             continue;
         }
         if *name == header::COOKIE {
-            if let Some(kept) = without_cookie(value, origin.cookie_name) {
+            if let Some(kept) = origin.cookies.without(value, origin.cookie_name) {
                 headers.append(header::COOKIE, kept);
             }
             continue;
@@ -446,37 +456,21 @@ pub fn request_headers(
         headers.append(name.clone(), value.clone());
     }
     let proto = HeaderValue::from_static(if origin.https { "https" } else { "http" });
+    // None of these is left from the client's (see `dropped`), so they are appended.
     if let Some(v) = origin.forwarded_for {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v.clone());
+        headers.append(HeaderName::from_static("x-forwarded-for"), v.clone());
     }
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
-    // The request id replaces any the client sent.
+    headers.append(HeaderName::from_static("x-forwarded-proto"), proto);
     if let Some(v) = origin.request_id {
-        headers.insert(HeaderName::from_static("x-request-id"), v.clone());
+        headers.append(HeaderName::from_static("x-request-id"), v.clone());
     }
     if let Ok(v) = HeaderValue::from_str(origin.host) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+        headers.append(HeaderName::from_static("x-forwarded-host"), v);
     }
     for (name, value) in granted {
         headers.append(name.clone(), value.clone());
     }
     headers
-}
-
-/// A `Cookie` value without the cookie `name`: unchanged (no copy) when it does not carry
-/// it, `None` when nothing else is left.
-fn without_cookie(value: &HeaderValue, name: &str) -> Option<HeaderValue> {
-    let Ok(text) = value.to_str() else { return Some(value.clone()) };
-    let carries = text.split(';').any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name));
-    if !carries {
-        return Some(value.clone());
-    }
-    let kept: Vec<&str> = text
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .collect();
-    if kept.is_empty() { None } else { HeaderValue::from_str(&kept.join("; ")).ok() }
 }
 
 /// Header names listed in `Connection` (hop-by-hop by declaration), as sent; checked by
@@ -539,6 +533,7 @@ mod tests {
             https: true,
             host: "app.example.com",
             cookie_name: "_pomerium",
+            cookies: &crate::cookie::Opened::default(),
         };
         let granted =
             [(HeaderName::from_static("x-portcullis-jwt-assertion"), HeaderValue::from_static("real"))];

@@ -32,6 +32,8 @@ pub struct Proxy {
     pub client: UpstreamClient,
     /// This thread's connections to plain-HTTP upstreams.
     pool: Arc<crate::upstream::Pool>,
+    /// This thread's route timeouts.
+    deadlines: crate::deadline::Deadlines,
     pub cookie_sealer: Sealer,
     pub handle_sealer: Sealer,
     pub sign_in_signer: Signer,
@@ -160,6 +162,7 @@ impl Proxy {
             bus,
             client,
             pool: crate::upstream::Pool::new(),
+            deadlines: crate::deadline::Deadlines::default(),
             jwks,
             authenticate_host,
         }
@@ -365,6 +368,7 @@ impl Proxy {
                         https: facts.conn.https,
                         host: facts.host_header,
                         cookie_name: &self.config.cookie.name,
+                        cookies: &facts.conn.opened,
                     };
                     let pick = self.balancer.pick(route, session_id.as_deref());
                     let Some(client) = self.client_for(route) else {
@@ -376,7 +380,16 @@ impl Proxy {
                     }
                     let granted = forward::Granted { headers, templates: &templates };
                     forward::forward(
-                        &client, &self.pool, route, prepared, pick.index, req, path, &origin, &granted,
+                        &client,
+                        &self.pool,
+                        &self.deadlines,
+                        route,
+                        prepared,
+                        pick.index,
+                        req,
+                        path,
+                        &origin,
+                        &granted,
                         facts.html,
                     )
                     .await

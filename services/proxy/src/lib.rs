@@ -12,6 +12,7 @@ mod app;
 mod balance;
 mod checks;
 mod cookie;
+mod deadline;
 mod decisions;
 mod error;
 mod forward;
