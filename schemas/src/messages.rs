@@ -77,12 +77,21 @@ pub struct CheckRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CheckBatchRequest {
     pub checks: Vec<CheckRequest>,
+    /// The sender reads `shared_headers` in the reply: a long header value granted to several
+    /// checks of the message (one person's identity JWT, say) may then travel once. An
+    /// authorize that does not know this field answers every header in full, as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_headers: bool,
 }
 
 /// One result per check, in the order of the request.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CheckBatchReply {
     pub results: Vec<Reply<CheckReply>>,
+    /// Headers granted by reference (`shared` of an `allow`), each value once; only in reply
+    /// to a request with `share_headers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_headers: Vec<Header>,
 }
 
 /// A verified downstream client certificate, as policies see it.
@@ -119,6 +128,10 @@ pub enum CheckReply {
         /// `set_request_headers`, sealed for the proxy (never plaintext on NATS): name → sealed.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sealed_templates: Vec<Header>,
+        /// In a batch reply: also granted, the batch's `shared_headers` at these positions
+        /// (before `headers`). Always empty in a reply to `authorize.check`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shared: Vec<u32>,
     },
     /// Refuse with `status` (403 for a policy deny).
     Deny {
@@ -157,6 +170,8 @@ impl<'de> Deserialize<'de> for CheckReply {
             cache_for_ms: u64,
             #[serde(default)]
             sealed_templates: Vec<Header>,
+            #[serde(default)]
+            shared: Vec<u32>,
             status: Option<u16>,
         }
         let f = Flat::deserialize(deserializer)?;
@@ -166,6 +181,7 @@ impl<'de> Deserialize<'de> for CheckReply {
                 reasons: f.reasons,
                 cache_for_ms: f.cache_for_ms,
                 sealed_templates: f.sealed_templates,
+                shared: f.shared,
             },
             Kind::Deny => CheckReply::Deny {
                 status: f.status.ok_or_else(|| D::Error::missing_field("status"))?,
@@ -471,8 +487,15 @@ mod tests {
                 reasons: vec!["domain-ok".into()],
                 cache_for_ms: 30_000,
                 sealed_templates: vec![Header::new("id_token", "sealed")],
+                shared: vec![0, 2],
             },
-            CheckReply::Allow { headers: vec![], reasons: vec![], cache_for_ms: 0, sealed_templates: vec![] },
+            CheckReply::Allow {
+                headers: vec![],
+                reasons: vec![],
+                cache_for_ms: 0,
+                sealed_templates: vec![],
+                shared: vec![],
+            },
             CheckReply::Deny { status: 403, reasons: vec!["domain-unauthorized".into()], cache_for_ms: 5 },
             CheckReply::Login { reasons: vec!["user-unauthenticated".into()], cache_for_ms: 0 },
         ];

@@ -607,8 +607,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 impl Route {
     /// Whether `set_request_headers` uses `${pomerium.<what>}` (or `${portcullis.<what>}`).
     pub fn uses_template(&self, what: &str) -> bool {
-        let (a, b) = (format!("${{pomerium.{what}}}"), format!("${{portcullis.{what}}}"));
-        self.set_request_headers.iter().any(|(_, v)| v.contains(&a) || v.contains(&b))
+        // Asked for every check: no allocation.
+        let names = |v: &str, prefix: &str| {
+            v.match_indices(prefix).any(|(at, _)| {
+                v[at + prefix.len()..].strip_prefix(what).is_some_and(|rest| rest.starts_with('}'))
+            })
+        };
+        self.set_request_headers.iter().any(|(_, v)| names(v, "${pomerium.") || names(v, "${portcullis."))
     }
 
     /// Whether this route serves `host` (lower case, no port) on `port` and `path`.

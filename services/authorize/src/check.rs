@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use portcullis_policy::{ClientCertFacts, Decision, Input, RequestFacts, UserFacts};
 use portcullis_runtime::bucket::Bucket;
-use portcullis_runtime::{buckets, now_unix};
+use portcullis_runtime::now_unix;
 use portcullis_schemas::messages::{
     CheckBatchReply, CheckBatchRequest, CheckReply, CheckRequest, ErrorCode, ErrorReply, Header, Reply,
     Session,
@@ -51,8 +51,7 @@ impl Checker {
             Some(id) => self.session(id).await?.filter(|s| s.expires_at > now),
             None => None,
         };
-        let user_record =
-            session.as_ref().and_then(|s| self.replica.user(&buckets::user_key(&s.identity.user_id)));
+        let user_record = session.as_ref().and_then(|s| self.replica.user_of(&s.identity.user_id));
         // The user record is the freshest view of the person (updated on every sign-in).
         let (email, name, groups, claims) = match (&session, &user_record) {
             (_, Some(u)) => (u.email.as_deref(), u.name.as_deref(), u.groups.as_slice(), &u.claims),
@@ -153,6 +152,7 @@ impl Checker {
                     reasons: reasons.to_strings(),
                     cache_for_ms: cache_for(jwt_left),
                     sealed_templates,
+                    shared: Vec::new(),
                 }
             }
             Decision::Deny { reasons } => CheckReply::Deny {
@@ -174,7 +174,8 @@ impl Checker {
         batch: CheckBatchRequest,
         deadline: std::time::Duration,
     ) -> CheckBatchReply {
-        let results = futures::future::join_all(batch.checks.into_iter().map(|q| async move {
+        let share = batch.share_headers;
+        let mut results = futures::future::join_all(batch.checks.into_iter().map(|q| async move {
             match tokio::time::timeout(deadline, self.check(q)).await {
                 Ok(Ok(r)) => Reply::Ok(r),
                 Ok(Err(e)) => Reply::Error(e),
@@ -185,7 +186,11 @@ impl Checker {
             }
         }))
         .await;
-        CheckBatchReply { results }
+        let mut shared_headers = Vec::new();
+        if share {
+            share_long_headers(&mut results, &mut shared_headers);
+        }
+        CheckBatchReply { results, shared_headers }
     }
 
     /// The session's OIDC tokens the route's header templates ask for, re-sealed for the
@@ -234,6 +239,32 @@ impl Checker {
     }
 }
 
+/// Granted header values at least this long travel once per batch reply, when the proxy
+/// reads shared headers (`share_headers`); shorter ones cost less in place than a reference.
+const SHARE_FROM_BYTES: usize = 64;
+
+/// Move the long headers at the front of each result's granted headers (the identity JWT
+/// comes first) into `table`, each distinct (name, value) once, leaving their positions in
+/// the result's `shared`. The proxy puts shared headers before a result's own, so only a
+/// leading run is moved: the order of what is granted stays as it was.
+fn share_long_headers(results: &mut [Reply<CheckReply>], table: &mut Vec<Header>) {
+    for result in results {
+        let Reply::Ok(CheckReply::Allow { headers, shared, .. }) = result else { continue };
+        let lead = headers.iter().take_while(|h| h.value.len() >= SHARE_FROM_BYTES).count();
+        for header in headers.drain(..lead) {
+            let at = match table.iter().position(|t| *t == header) {
+                Some(at) => at,
+                None => {
+                    table.push(header);
+                    table.len() - 1
+                }
+            };
+            // A batch carries at most a few hundred checks.
+            shared.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+    }
+}
+
 /// A claim as header text: strings as they are, lists joined with `,`, others as JSON.
 fn claim_text(value: Option<&serde_json::Value>) -> String {
     match value {
@@ -250,3 +281,56 @@ fn claim_text(value: Option<&serde_json::Value>) -> String {
 
 static EMPTY_CLAIMS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
     std::sync::LazyLock::new(serde_json::Map::new);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(headers: &[(&str, &str)]) -> Reply<CheckReply> {
+        Reply::Ok(CheckReply::Allow {
+            headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
+            reasons: vec![],
+            cache_for_ms: 0,
+            sealed_templates: vec![],
+            shared: vec![],
+        })
+    }
+
+    /// What a result grants, shared ones first, as the proxy reads it.
+    fn granted(result: &Reply<CheckReply>, table: &[Header]) -> Vec<Header> {
+        let Reply::Ok(CheckReply::Allow { headers, shared, .. }) = result else { return vec![] };
+        shared.iter().map(|&at| table[at as usize].clone()).chain(headers.iter().cloned()).collect()
+    }
+
+    #[test]
+    fn long_leading_headers_travel_once_per_batch_and_grant_the_same() {
+        let (alice, bob) = ("a".repeat(SHARE_FROM_BYTES), "b".repeat(SHARE_FROM_BYTES + 500));
+        let jwt = JWT_ASSERTION_HEADER;
+        let mut results = vec![
+            allow(&[(jwt, &alice), ("x-email", "alice@example.com")]),
+            Reply::Ok(CheckReply::Deny { status: 403, reasons: vec![], cache_for_ms: 0 }),
+            allow(&[(jwt, &bob)]),
+            allow(&[(jwt, &alice), ("x-email", "alice@example.com"), ("x-groups", &bob)]),
+            allow(&[("x-short", "1"), ("x-long", &"c".repeat(SHARE_FROM_BYTES))]),
+            Reply::Error(ErrorReply { code: ErrorCode::Unavailable, message: "slow".into() }),
+        ];
+        let before = results.clone();
+        let mut table = Vec::new();
+        share_long_headers(&mut results, &mut table);
+        assert_eq!(table, [Header::new(jwt, alice.clone()), Header::new(jwt, bob.clone())]);
+        for (shared, original) in results.iter().zip(&before) {
+            assert_eq!(granted(shared, &table), granted(original, &[]), "the same headers, in order");
+        }
+        // Only a leading run moves: a long header after a short one stays in place.
+        let Reply::Ok(CheckReply::Allow { headers, shared, .. }) = &results[3] else { panic!() };
+        assert_eq!((shared.as_slice(), headers.len()), (&[0][..], 2));
+        let Reply::Ok(CheckReply::Allow { shared, .. }) = &results[4] else { panic!() };
+        assert!(shared.is_empty());
+        // The reply reads back with the table.
+        let reply = CheckBatchReply { results, shared_headers: table };
+        let json = serde_json::to_string(&reply).expect("json");
+        assert_eq!(json.matches(&alice).count(), 1, "{json}");
+        let back: CheckBatchReply = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(granted(&back.results[3], &back.shared_headers), granted(&before[3], &[]));
+    }
+}

@@ -24,7 +24,12 @@ pub struct Replica {
     sessions: Map<Session>,
     users: Map<User>,
     directory: Arc<RwLock<DirectoryIndex>>,
+    /// Users-bucket keys by user id (see [`Replica::user_of`]).
+    user_keys: RwLock<HashMap<String, Arc<str>>>,
 }
+
+/// Past this many remembered user keys, the memory starts again.
+const MAX_USER_KEYS: usize = 65_536;
 
 /// The directory bucket, with users also found by email.
 #[derive(Default)]
@@ -116,6 +121,27 @@ impl Replica {
 
     pub fn user(&self, key: &str) -> Option<Arc<User>> {
         self.users.read().ok()?.get(key).cloned()
+    }
+
+    /// The user record of `user_id`. Its key is a SHA-256 of the id, which costs more than
+    /// the rest of a check's lookups; checks ask about the same people again and again, so
+    /// each id's key is worked out once.
+    pub fn user_of(&self, user_id: &str) -> Option<Arc<User>> {
+        let known = self.user_keys.read().ok().and_then(|keys| keys.get(user_id).cloned());
+        let key = match known {
+            Some(key) => key,
+            None => {
+                let key: Arc<str> = portcullis_runtime::buckets::user_key(user_id).into();
+                if let Ok(mut keys) = self.user_keys.write() {
+                    if keys.len() >= MAX_USER_KEYS {
+                        keys.clear();
+                    }
+                    keys.insert(user_id.to_owned(), key.clone());
+                }
+                key
+            }
+        };
+        self.user(&key)
     }
 
     /// Remember a session read directly from KV (one not replicated yet).

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use portcullis_runtime::bus::{Bus, BusError};
 use portcullis_schemas::messages::{CheckBatchReply, CheckBatchRequest, CheckReply, CheckRequest, Reply};
+
+use crate::decisions::{Decision, parse_header};
 use tokio::sync::{Notify, oneshot};
 
 /// Messages one serving thread keeps in flight before checks start to queue.
@@ -30,7 +32,7 @@ const MAX_GATHER: Duration = Duration::from_millis(1);
 /// a backlog it could only time out in.
 const MAX_QUEUE: usize = 4096;
 
-type Waiter = oneshot::Sender<Result<CheckReply, BusError>>;
+type Waiter = oneshot::Sender<Result<Decision, BusError>>;
 
 /// One per serving thread.
 pub struct Checks {
@@ -74,7 +76,7 @@ impl Checks {
 
     /// Authorize's decision on `check`. Fails closed: no answer within the request deadline
     /// (however long the check waited for a message) is an error.
-    pub async fn check(self: &Arc<Self>, check: CheckRequest) -> Result<CheckReply, BusError> {
+    pub async fn check(self: &Arc<Self>, check: CheckRequest) -> Result<Decision, BusError> {
         let deadline = self.bus.request_timeout();
         let (tx, rx) = oneshot::channel();
         let batch = {
@@ -150,15 +152,18 @@ impl Checks {
     /// that does not serve `check_batch` yet (a rolling upgrade) gets the checks one by one.
     async fn send_batch(&self, batch: Vec<(CheckRequest, Waiter)>) {
         let (checks, waiters): (Vec<CheckRequest>, Vec<Waiter>) = batch.into_iter().unzip();
-        let request = CheckBatchRequest { checks };
+        // Replies may grant a long header value once for several checks (one person's
+        // identity JWT, for the requests of one page): it is then read and checked once.
+        let request = CheckBatchRequest { checks, share_headers: true };
         let count = request.checks.len();
         let reply: Result<CheckBatchReply, BusError> =
             self.bus.request(self.batch_subject.clone(), &request).await;
         match reply {
             Ok(r) if r.results.len() == count => {
+                let shared: Vec<_> = r.shared_headers.into_iter().map(parse_header).collect();
                 for (waiter, result) in waiters.into_iter().zip(r.results) {
                     let _ = waiter.send(match result {
-                        Reply::Ok(answer) => Ok(answer),
+                        Reply::Ok(answer) => Decision::with_shared(answer, &shared).map_err(BusError::Decode),
                         Reply::Error(e) => Err(BusError::Remote(e)),
                     });
                 }
@@ -169,8 +174,10 @@ impl Checks {
             }
             Err(BusError::NoResponders(_)) => {
                 let answers = request.checks.into_iter().zip(waiters).map(|(check, waiter)| async move {
-                    let answer = self.bus.request(self.single_subject.clone(), &check).await;
-                    let _ = waiter.send(answer);
+                    let answer: Result<CheckReply, BusError> =
+                        self.bus.request(self.single_subject.clone(), &check).await;
+                    let _ = waiter
+                        .send(answer.and_then(|a| Decision::with_shared(a, &[]).map_err(BusError::Decode)));
                 });
                 futures::future::join_all(answers).await;
             }

@@ -36,23 +36,41 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The granted headers move out of `reply` into `headers` (their values are checked, not
-    /// copied).
-    pub fn new(mut reply: CheckReply) -> Decision {
+    /// `reply`, with the headers it grants parsed: those at its `shared` positions of the
+    /// batch's `shared` list (parsed once for the whole batch, see [`parse_header`]; one that
+    /// did not parse is left out, as one of the reply's own would be), then its own. A
+    /// position outside the list (or any, with none: a reply to `authorize.check`) is an
+    /// error: the reply does not say what it grants.
+    pub fn with_shared(
+        mut reply: CheckReply,
+        shared: &[Option<(HeaderName, HeaderValue)>],
+    ) -> Result<Decision, String> {
         let headers = match &mut reply {
-            CheckReply::Allow { headers, .. } => std::mem::take(headers)
-                .into_iter()
-                .filter_map(|h| {
-                    Some((
-                        HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-                        HeaderValue::from_maybe_shared(bytes::Bytes::from(h.value)).ok()?,
-                    ))
-                })
-                .collect(),
+            CheckReply::Allow { headers, shared: positions, .. } => {
+                let mut granted = Vec::with_capacity(positions.len() + headers.len());
+                for &at in positions.iter() {
+                    match shared.get(at as usize) {
+                        Some(header) => granted.extend(header.iter().cloned()),
+                        None => return Err(format!("shared header {at} of {}", shared.len())),
+                    }
+                }
+                positions.clear();
+                granted.extend(std::mem::take(headers).into_iter().filter_map(parse_header));
+                granted
+            }
             CheckReply::Deny { .. } | CheckReply::Login { .. } => Vec::new(),
         };
-        Decision { reply, headers }
+        Ok(Decision { reply, headers })
     }
+}
+
+/// A granted header as the upstream request carries it (its value checked, not copied);
+/// `None` when authorize sent something that is not a header.
+pub fn parse_header(h: portcullis_schemas::messages::Header) -> Option<(HeaderName, HeaderValue)> {
+    Some((
+        HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(h.value)).ok()?,
+    ))
 }
 
 /// The cache, in one shard per serving thread: a thread reads only its own shard, so the hot
@@ -200,12 +218,39 @@ mod tests {
     use super::*;
 
     fn allow(ms: u64) -> Arc<Decision> {
-        Arc::new(Decision::new(CheckReply::Allow {
+        let reply = CheckReply::Allow {
             headers: vec![],
             reasons: vec![],
             cache_for_ms: ms,
             sealed_templates: vec![],
-        }))
+            shared: vec![],
+        };
+        Arc::new(Decision::with_shared(reply, &[]).expect("nothing shared"))
+    }
+
+    #[test]
+    fn shared_headers_are_granted_first_and_a_bad_position_is_refused() {
+        use portcullis_schemas::messages::Header;
+        let reply = |shared: Vec<u32>| CheckReply::Allow {
+            headers: vec![Header::new("x-email", "a@example.com"), Header::new("bad name", "x")],
+            reasons: vec![],
+            cache_for_ms: 0,
+            sealed_templates: vec![],
+            shared,
+        };
+        let table: Vec<_> = [Header::new("x-portcullis-jwt-assertion", "j.w.t"), Header::new("x-bad", "\n")]
+            .into_iter()
+            .map(parse_header)
+            .collect();
+        let table =
+            [table[0].clone(), table[1].clone(), Some(parse_header(Header::new("x-two", "2")).expect("ok"))];
+        let d = Decision::with_shared(reply(vec![0, 1, 2]), &table).expect("valid");
+        let names: Vec<&str> = d.headers.iter().map(|(n, _)| n.as_str()).collect();
+        // Shared first, in their order; what does not parse is left out.
+        assert_eq!(names, ["x-portcullis-jwt-assertion", "x-two", "x-email"]);
+        assert!(matches!(d.reply, CheckReply::Allow { ref shared, .. } if shared.is_empty()));
+        assert!(Decision::with_shared(reply(vec![3]), &table).is_err(), "past the table");
+        assert!(Decision::with_shared(reply(vec![0]), &[]).is_err(), "no table at all");
     }
 
     #[test]

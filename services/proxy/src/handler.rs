@@ -85,10 +85,11 @@ impl std::ops::Deref for Held {
 
 /// What the requests of one client connection share, worked out once when it is accepted.
 pub struct Connection {
-    pub peer: SocketAddr,
     pub https: bool,
     /// The client certificate the TLS handshake verified.
     pub client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
+    /// The peer's address as text (checks carry it).
+    pub client_ip: String,
     /// The peer's address as `X-Forwarded-For` carries it.
     forwarded_for: Option<http::HeaderValue>,
     /// What the connection's last `Cookie` header gave.
@@ -101,11 +102,12 @@ impl Connection {
         https: bool,
         client_certificate: Option<Arc<portcullis_schemas::messages::ClientCertificate>>,
     ) -> Connection {
+        let client_ip = peer.ip().to_string();
         Connection {
-            peer,
             https,
             client_certificate,
-            forwarded_for: http::HeaderValue::from_str(&peer.ip().to_string()).ok(),
+            forwarded_for: http::HeaderValue::from_str(&client_ip).ok(),
+            client_ip,
             opened: cookie::Opened::default(),
         }
     }
@@ -345,15 +347,15 @@ impl Proxy {
                         method: req.method().as_str().to_owned(),
                         host: facts.host.to_owned(),
                         path: path.to_owned(),
-                        client_ip: facts.conn.peer.ip().to_string(),
+                        client_ip: facts.conn.client_ip.clone(),
                         cors_preflight: req.method() == Method::OPTIONS
                             && req.headers().contains_key(http::header::ORIGIN)
                             && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
                         client_certificate: facts.conn.client_certificate.as_deref().cloned(),
                     };
-                    let answer: Result<CheckReply, BusError> = self.checks.check(check).await;
+                    let answer: Result<Decision, BusError> = self.checks.check(check).await;
                     answer.map(|r| {
-                        let r = Arc::new(Decision::new(r));
+                        let r = Arc::new(r);
                         self.decisions.put(self.shard, session_id.as_deref(), &route.id, &r, generation);
                         r
                     })

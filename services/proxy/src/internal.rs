@@ -122,7 +122,7 @@ pub async fn to_authenticate(
             .unwrap_or_else(|| "/".into()),
         headers,
         body: STANDARD.encode(&body),
-        client_ip: facts.conn.peer.ip().to_string(),
+        client_ip: facts.conn.client_ip.clone(),
         session_id,
     };
     let subject = proxy.bus.contract().authenticate_http();

@@ -136,6 +136,20 @@ fn keys_that_would_widen_a_route_if_ignored_are_errors() {
 }
 
 #[test]
+fn routes_know_which_token_templates_they_use() {
+    let mut doc = base();
+    doc["routes"][0]["set_request_headers"] = json!({
+        "X-Id": "Bearer ${pomerium.id_token}",
+        "X-Both": "${portcullis.jwt}; pomerium.access_token",
+    });
+    let route = &validate(doc).expect("valid").routes[0];
+    assert!(route.uses_template("id_token") && route.uses_template("jwt"));
+    assert!(!route.uses_template("access_token"), "no template, only the words");
+    assert!(!route.uses_template("id"), "a whole name, not its start");
+    assert!(!validate(base()).expect("valid").routes[0].uses_template("jwt"));
+}
+
+#[test]
 fn a_route_cannot_take_the_authenticate_host() {
     let mut doc = base();
     doc["routes"][0]["from"] = json!("https://authenticate.example.com");
