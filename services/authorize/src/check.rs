@@ -168,24 +168,37 @@ impl Checker {
 
     /// Each check of a batch, decided on its own (concurrently, so a session read from KV does
     /// not hold up the others), each within `deadline` (a slow one answers `unavailable`
-    /// rather than hold up the message); results in request order.
+    /// rather than hold up the message); results in request order. The checks start together,
+    /// so one deadline serves them all; a batch decided from the replica alone (nearly every
+    /// one) finishes in its first poll and never sets a timer.
     pub async fn check_batch(
         &self,
         batch: CheckBatchRequest,
         deadline: std::time::Duration,
     ) -> CheckBatchReply {
         let share = batch.share_headers;
-        let mut results = futures::future::join_all(batch.checks.into_iter().map(|q| async move {
-            match tokio::time::timeout(deadline, self.check(q)).await {
-                Ok(Ok(r)) => Reply::Ok(r),
-                Ok(Err(e)) => Reply::Error(e),
-                Err(_) => Reply::Error(ErrorReply {
+        let mut checks: Vec<_> =
+            batch.checks.into_iter().map(|q| Box::pin(futures::future::maybe_done(self.check(q)))).collect();
+        let all = std::future::poll_fn(|cx| {
+            let mut done = true;
+            for check in &mut checks {
+                done &= check.as_mut().poll(cx).is_ready();
+            }
+            if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        });
+        // Past the deadline, the checks still running are dropped, unanswered.
+        let _ = tokio::time::timeout(deadline, all).await;
+        let mut results: Vec<Reply<CheckReply>> = checks
+            .iter_mut()
+            .map(|check| match check.as_mut().take_output() {
+                Some(Ok(r)) => Reply::Ok(r),
+                Some(Err(e)) => Reply::Error(e),
+                None => Reply::Error(ErrorReply {
                     code: ErrorCode::Unavailable,
                     message: "the check took too long".into(),
                 }),
-            }
-        }))
-        .await;
+            })
+            .collect();
         let mut shared_headers = Vec::new();
         if share {
             share_long_headers(&mut results, &mut shared_headers);

@@ -16,10 +16,13 @@ use crate::{Body, error};
 /// The pooled upstream client (http and https).
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
+/// How many names [`HOP_BY_HOP`] has.
+const HOP_COUNT: usize = 8;
+
 /// Identity header prefixes only Portcullis may set.
 const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -486,19 +489,36 @@ fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
         .collect()
 }
 
-/// Remove hop-by-hop headers, including those named by `Connection`.
+/// Remove hop-by-hop headers, including those named by `Connection`. One pass over the
+/// names finds which are there (an answer usually has one, `Connection`, or none), so only
+/// those are looked up to be removed.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
-    for name in &HOP_BY_HOP {
+    let mut present = [false; HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[at] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    // Names `Connection` lists (`keep-alive`, the usual one, is on the list already). A token
+    // that is not a valid header name names nothing.
+    let mut listed = Vec::new();
+    for value in headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
+        for token in value.split(',').map(str::trim) {
+            if !token.eq_ignore_ascii_case("keep-alive")
+                && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+            {
+                listed.push(name);
+            }
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
         headers.remove(name);
     }
-    // A name that is not a valid header name matches nothing; `keep-alive` (the usual one)
-    // is gone already.
-    for token in listed.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
-        let token = token.trim();
-        if !token.eq_ignore_ascii_case("keep-alive") {
-            headers.remove(token);
-        }
+    for name in &listed {
+        headers.remove(name);
     }
 }
 
