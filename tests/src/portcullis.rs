@@ -14,11 +14,19 @@ pub const COOKIE_SECRET: &str = "Y29va2llLXNlY3JldC1mb3ItdGVzdHMtb25seS0xMjM=";
 /// The cookie name the tests configure (not `_session`, which the IdP uses on the same host).
 pub const COOKIE_NAME: &str = "_portcullis_test";
 
-/// The binary: `PORTCULLIS_BIN`, else `target/debug/portcullis` (built by `just test`).
+/// The binary: `PORTCULLIS_BIN`, else `debug/portcullis` in the target directory
+/// (`CARGO_TARGET_DIR`, else the workspace's `target`), built by `just test`.
 pub fn binary() -> PathBuf {
-    std::env::var_os("PORTCULLIS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/debug/portcullis"))
+    if let Some(bin) = std::env::var_os("PORTCULLIS_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        // Relative to where cargo runs: `just` runs it at the workspace root.
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    };
+    target.join("debug/portcullis")
 }
 
 /// One running `portcullis <subcommand>` process, killed on drop.

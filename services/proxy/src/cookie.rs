@@ -59,8 +59,10 @@ impl Opened {
     pub fn without(&self, value: &HeaderValue, name: &str) -> Option<HeaderValue> {
         let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match last.as_mut() {
+            // Worked out from the owned copy: an unchanged header handed back as it is must
+            // not be the request's slice (see `Remembered::header`).
             Some(known) if known.header == value => {
-                known.forwarded.get_or_insert_with(|| without(value, name)).clone()
+                known.forwarded.get_or_insert_with(|| without(&known.header, name)).clone()
             }
             _ => without(value, name),
         }
@@ -68,19 +70,26 @@ impl Opened {
 }
 
 /// A `Cookie` value without the cookie `name`, as the upstream gets it: unchanged (no copy)
-/// when it does not carry it, `None` when nothing else is left.
+/// when it does not carry it, `None` when nothing else is left. Read as bytes, so that a
+/// header with a byte outside ASCII in some other cookie (which the session lookup skips)
+/// still loses the session cookie.
 pub fn without(value: &HeaderValue, name: &str) -> Option<HeaderValue> {
-    let Ok(text) = value.to_str() else { return Some(value.clone()) };
-    let carries = text.split(';').any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name));
-    if !carries {
+    let ours = |pair: &[u8]| {
+        let pair = pair.trim_ascii();
+        pair.iter().position(|b| *b == b'=').is_some_and(|eq| pair[..eq].trim_ascii() == name.as_bytes())
+    };
+    let pairs = || value.as_bytes().split(|b| *b == b';');
+    if !pairs().any(ours) {
         return Some(value.clone());
     }
-    let kept: Vec<&str> = text
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .collect();
-    if kept.is_empty() { None } else { HeaderValue::from_str(&kept.join("; ")).ok() }
+    let mut kept = Vec::with_capacity(value.len());
+    for pair in pairs().filter(|p| !ours(p)).map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    if kept.is_empty() { None } else { HeaderValue::from_bytes(&kept).ok() }
 }
 
 /// Every value of cookie `name` in the request (a browser may send several).
@@ -222,6 +231,13 @@ mod tests {
         assert_eq!(opened.without(&value("_pomerium=x"), "_pomerium"), None);
         assert_eq!(opened.without(&value("theme=dark"), "_pomerium"), Some(value("theme=dark")));
         assert_eq!(opened.without(&value(" ; _pomerium=x;c=3"), "_pomerium"), Some(value("c=3")));
+        assert_eq!(opened.without(&value("_pomerium =x; c"), "_pomerium"), Some(value("c")));
+        // A byte outside ASCII elsewhere in the header (no session for the lookup) still does
+        // not let the session cookie through, and the other bytes pass as they came.
+        let odd = HeaderValue::from_bytes(b"theme=d\xc3\xa9j\xc3\xa0; _pomerium=sealed").expect("obs-text");
+        assert_eq!(session_id(&HeaderMap::from_iter([(COOKIE, odd.clone())]), &sealer, "_pomerium"), None);
+        let kept = opened.without(&odd, "_pomerium").expect("kept");
+        assert_eq!(kept.as_bytes(), b"theme=d\xc3\xa9j\xc3\xa0");
         assert_eq!(opened.without(remembered, "_pomerium"), Some(value("a=1; b=2")));
     }
 }
