@@ -325,12 +325,7 @@ enum Sent {
 /// `Connection: upgrade` with `Upgrade: websocket`.
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let has = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        crate::header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
     };
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
@@ -479,14 +474,7 @@ pub fn request_headers(
 /// Header names listed in `Connection` (hop-by-hop by declaration), as sent; checked by
 /// comparison rather than parsed into names, which would allocate for each.
 fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect()
+    crate::header_tokens(headers, header::CONNECTION).collect()
 }
 
 /// Remove hop-by-hop headers, including those named by `Connection`. One pass over the
@@ -504,16 +492,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     // Names `Connection` lists (`keep-alive`, the usual one, is on the list already). A token
     // that is not a valid header name names nothing.
-    let mut listed = Vec::new();
-    for value in headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
-        for token in value.split(',').map(str::trim) {
-            if !token.eq_ignore_ascii_case("keep-alive")
-                && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-            {
-                listed.push(name);
-            }
-        }
-    }
+    let listed: Vec<HeaderName> = crate::header_tokens(headers, header::CONNECTION)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
     for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
         headers.remove(name);
     }

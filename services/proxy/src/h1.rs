@@ -341,12 +341,7 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireE
 
 /// `Connection` lists `close`.
 fn lists_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"))
+    crate::header_tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("close"))
 }
 
 /// The last transfer coding is `chunked`.

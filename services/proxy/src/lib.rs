@@ -31,3 +31,18 @@ pub use app::{App, BuildError};
 /// The body type of every request and response the proxy handles.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The comma-separated tokens of every `name` field (`Connection`, `Upgrade`), trimmed, empty
+/// ones left out; a value that is not text has none.
+pub(crate) fn header_tokens<'a>(
+    headers: &'a http::HeaderMap,
+    name: http::header::HeaderName,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
