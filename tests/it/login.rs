@@ -119,6 +119,9 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
         .header("X-Portcullis-Jwt-Assertion", forged)
         .header("X-Pomerium-Jwt-Assertion", forged)
         .header("X-Forwarded-For", "6.6.6.6")
+        .header("X-Real-IP", "6.6.6.6")
+        .header("True-Client-IP", "6.6.6.6")
+        .header("X-Client-IP", "6.6.6.6")
         .send()
         .await
         .unwrap();
@@ -130,6 +133,10 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
     assert_ne!(assertions[0], forged);
     assert!(seen.header("x-pomerium-jwt-assertion").is_none());
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    // Client-IP headers apps trust (chi's RealIP, nginx's real_ip module) come from the peer
+    // address or not at all.
+    assert_eq!(seen.headers_named("x-real-ip"), ["127.0.0.1"]);
+    assert!(seen.header("true-client-ip").is_none() && seen.header("x-client-ip").is_none());
 
     // Without a session the forged header gets nowhere either.
     let anonymous = env.browser();

@@ -31,14 +31,43 @@ pub fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// A request's id: 9 random bytes, base64url (12 characters). Kept inline, so giving each
+/// request one allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 12]);
+
+impl RequestId {
+    pub fn random() -> RequestId {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut bytes = [0u8; 9];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let mut text = [0u8; 12];
+        // 9 bytes are exactly 12 characters, so this cannot fail.
+        let _ = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(bytes, &mut text);
+        RequestId(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // base64url output is ASCII.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 tokio::task_local! {
     /// The id of the request being answered (set by the proxy for each request).
-    pub static REQUEST_ID: String;
+    pub static REQUEST_ID: RequestId;
 }
 
 /// The current request's id, if one is set.
 pub fn request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID.try_with(|id| id.as_str().to_owned()).ok()
 }
 
 /// An error page: status, a sentence for people, and machine reasons.

@@ -19,10 +19,15 @@ pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Bo
 /// How many names [`HOP_BY_HOP`] has.
 const HOP_COUNT: usize = 8;
 
+/// Headers naming the client's address that the client must not choose.
+const CLIENT_IP_HEADERS: [&str; 3] = ["x-real-ip", "true-client-ip", "x-client-ip"];
+
 /// Identity header prefixes only Portcullis may set.
 const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
 
-const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
+/// A `static`, not a `const`: a `const` array of names is built and dropped at every use,
+/// which was once per header of every request.
+static HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -439,6 +444,9 @@ pub fn request_headers(
             || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
             || n.starts_with("x-forwarded-")
             || n == "forwarded"
+            // Client-IP headers apps trust (chi's RealIP, nginx's real_ip module): only the
+            // peer's address, set below, goes.
+            || CLIENT_IP_HEADERS.contains(&n)
             || *name == header::HOST
             // The request id replaces any the client sent.
             || (origin.request_id.is_some() && n == "x-request-id");
@@ -457,6 +465,7 @@ pub fn request_headers(
     // None of these is left from the client's (see `dropped`), so they are appended.
     if let Some(v) = origin.forwarded_for {
         headers.append(HeaderName::from_static("x-forwarded-for"), v.clone());
+        headers.append(HeaderName::from_static("x-real-ip"), v.clone());
     }
     headers.append(HeaderName::from_static("x-forwarded-proto"), proto);
     if let Some(v) = origin.request_id {
@@ -523,6 +532,9 @@ mod tests {
             ("x-portcullis-jwt-assertion", "forged"),
             ("X-Pomerium-Jwt-Assertion", "forged"),
             ("x-forwarded-for", "1.2.3.4"),
+            ("X-Real-IP", "1.2.3.4"),
+            ("true-client-ip", "1.2.3.4"),
+            ("x-client-ip", "1.2.3.4"),
             ("connection", "close, x-secret-hop"),
             ("x-secret-hop", "1"),
             ("cookie", "_pomerium=sealed; theme=dark"),
@@ -544,6 +556,8 @@ mod tests {
         assert!(out.get("x-pomerium-jwt-assertion").is_none());
         assert!(out.get("connection").is_none() && out.get("x-secret-hop").is_none());
         assert_eq!(out.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.9"[..]));
+        assert_eq!(out.get_all("x-real-ip").iter().collect::<Vec<_>>(), ["10.0.0.9"]);
+        assert!(out.get("true-client-ip").is_none() && out.get("x-client-ip").is_none());
         assert_eq!(out.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
         assert_eq!(out.get("cookie").map(|v| v.as_bytes()), Some(&b"theme=dark"[..]));
         assert_eq!(out.get("accept").map(|v| v.as_bytes()), Some(&b"text/html"[..]));

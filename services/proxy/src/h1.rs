@@ -76,11 +76,12 @@ pub struct Wire {
     /// before the runtime has seen the socket turn readable, so the check before reuse asks
     /// the kernel itself.
     ended_at_head: bool,
+    names: Names,
 }
 
 impl Wire {
     pub fn new(stream: TcpStream) -> Wire {
-        Wire { stream, buf: BytesMut::new(), ended_at_head: false }
+        Wire { stream, buf: BytesMut::new(), ended_at_head: false, names: Names::default() }
     }
 
     /// Whether the upstream has closed this idle connection or sent something unasked (an
@@ -198,7 +199,7 @@ pub async fn exchange(mut wire: Wire, head: &Head<'_>) -> Result<Answer, Failed>
     let mut informed = false;
     loop {
         if !wire.buf.is_empty() {
-            match parse_head(&mut wire.buf, is_head) {
+            match parse_head(&mut wire.buf, is_head, &mut wire.names) {
                 Ok(Some(Parsed::Informational)) => {
                     informed = true;
                     continue;
@@ -265,7 +266,7 @@ enum Parsed {
 
 /// Parse a complete head at the start of `buf` and take it off (`None`: not complete yet).
 /// `framing` is `None` when the answer has no body.
-fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireError> {
+fn parse_head(buf: &mut BytesMut, is_head: bool, names: &mut Names) -> Result<Option<Parsed>, WireError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     let len = match response.parse(buf) {
@@ -285,9 +286,8 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, WireE
     // share the head's bytes.
     let base = buf.as_ptr() as usize;
     let mut entries = Vec::with_capacity(response.headers.len());
-    for h in response.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
+    for (at, h) in response.headers.iter().enumerate() {
+        let name = names.name(at, h.name.as_bytes()).ok_or(WireError::Head(httparse::Error::HeaderName))?;
         entries.push((name, h.value.as_ptr() as usize - base, h.value.len()));
     }
     let head = buf.split_to(len).freeze();
@@ -570,6 +570,38 @@ fn decode(buf: &mut BytesMut, chunk: Chunk, trailers: &mut Vec<u8>) -> Result<De
     }
 }
 
+/// The header names of a connection's last answer, in order, as sent. An upstream sends
+/// the same names in the same order answer after answer, so a name is compared with the one
+/// sent at its place last time before it is parsed (and lower-cased) again.
+#[derive(Default)]
+struct Names(Vec<(Box<[u8]>, HeaderName)>);
+
+impl Names {
+    /// Most places remembered.
+    const PLACES: usize = 32;
+    /// Longest name remembered.
+    const LONGEST: usize = 64;
+
+    /// The name sent as `raw` at place `at`; `None` if it is not a valid name.
+    fn name(&mut self, at: usize, raw: &[u8]) -> Option<HeaderName> {
+        if let Some((seen, name)) = self.0.get(at)
+            && **seen == *raw
+        {
+            return Some(name.clone());
+        }
+        let name = HeaderName::from_bytes(raw).ok()?;
+        if at < Self::PLACES && raw.len() <= Self::LONGEST {
+            let entry = (Box::from(raw), name.clone());
+            if at < self.0.len() {
+                self.0[at] = entry;
+            } else if at == self.0.len() {
+                self.0.push(entry);
+            }
+        }
+        Some(name)
+    }
+}
+
 /// The next CRLF-terminated line (without it), if complete; longer than `max`: an error.
 fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, WireError> {
     match buf.windows(2).position(|w| w == b"\r\n") {
@@ -604,7 +636,30 @@ mod tests {
     use super::*;
 
     fn parse(raw: &[u8], is_head: bool) -> Result<Option<Parsed>, WireError> {
-        parse_head(&mut BytesMut::from(raw), is_head)
+        parse_head(&mut BytesMut::from(raw), is_head, &mut Names::default())
+    }
+
+    #[test]
+    fn remembered_names_are_the_names_sent() {
+        let mut names = Names::default();
+        assert_eq!(names.name(0, b"Content-Type"), Some(header::CONTENT_TYPE));
+        assert_eq!(names.name(1, b"X-Custom"), Some(HeaderName::from_static("x-custom")));
+        // Same place, same bytes: the remembered name.
+        assert_eq!(names.name(0, b"Content-Type"), Some(header::CONTENT_TYPE));
+        assert_eq!(names.name(1, b"X-Custom"), Some(HeaderName::from_static("x-custom")));
+        // Same place, other bytes (also only in case): parsed again, and remembered instead.
+        assert_eq!(names.name(0, b"content-length"), Some(header::CONTENT_LENGTH));
+        assert_eq!(names.name(0, b"CONTENT-LENGTH"), Some(header::CONTENT_LENGTH));
+        assert_eq!(names.name(1, b"X-Other"), Some(HeaderName::from_static("x-other")));
+        // Invalid names stay invalid, and do not replace what is remembered.
+        assert_eq!(names.name(1, b"bad name"), None);
+        assert_eq!(names.name(1, b"X-Other"), Some(HeaderName::from_static("x-other")));
+        // A place past the end is parsed but not remembered; long names are not remembered.
+        assert_eq!(names.name(5, b"X-Far"), Some(HeaderName::from_static("x-far")));
+        assert_eq!(names.0.len(), 2);
+        let long = "x".repeat(Names::LONGEST + 1);
+        assert!(names.name(2, long.as_bytes()).is_some());
+        assert_eq!(names.0.len(), 2);
     }
 
     fn framing(raw: &[u8]) -> (Option<Framing>, bool, HeaderMap) {

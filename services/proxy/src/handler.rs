@@ -177,26 +177,26 @@ impl Proxy {
         request_id: Option<&http::HeaderValue>,
     ) -> Response<Body> {
         let html = error::wants_html(req.headers());
-        let host_header = match req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
-        {
-            Some(h) if !h.is_empty() => h,
-            _ => return error::bad_request("The request has no Host.", html),
-        };
+        // The authority (or Host) and the path are read from copies: they share the request's
+        // bytes, so copying them is a count, not an allocation, and they outlive `req`.
+        let uri = req.uri().clone();
+        let host_value = if uri.authority().is_none() { req.headers().get(HOST).cloned() } else { None };
+        let host_header =
+            match uri.authority().map(|a| a.as_str()).or_else(|| host_value.as_ref()?.to_str().ok()) {
+                Some(h) if !h.is_empty() => h,
+                _ => return error::bad_request("The request has no Host.", html),
+            };
         // Pomerium's default: a header name with `_` may be turned into a trusted `-` name by
         // some upstream stack (X_Forwarded_User → X-Forwarded-User), so refuse it outright.
         if req.headers().keys().any(|k| k.as_str().as_bytes().contains(&b'_')) {
             return error::bad_request("Header names with underscores are not accepted.", html);
         }
-        let (host, port) = split_host(&host_header);
-        let path = match path::normalize(req.uri().path()) {
-            Ok(p) => p.into_owned(),
+        let (host, port) = split_host(host_header);
+        let path = match path::normalize(uri.path()) {
+            Ok(p) => p,
             Err(e) => return error::bad_request(&e.to_string(), html),
         };
-        let facts = RequestFacts { conn, host: &host, host_header: &host_header, html, request_id };
+        let facts = RequestFacts { conn, host: &host, host_header, html, request_id };
         if path == paths::PING {
             return error::text(StatusCode::OK, "text/plain", "OK\n".into());
         }

@@ -14,6 +14,7 @@ mod checks;
 mod cookie;
 mod deadline;
 mod decisions;
+mod drain;
 mod error;
 mod forward;
 mod h1;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use portcullis_runtime::Shutdown;
 use portcullis_runtime::config::TlsFiles;
+use portcullis_runtime::pages::RequestId;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use portcullis_schemas::messages::ClientCertificate;
 
+use crate::drain::Drain;
 use crate::handler::Proxy;
 
 /// Largest request head accepted, bytes (larger: 431).
@@ -183,9 +184,9 @@ fn service(
         async move {
             // Each request gets an id: on error pages, in JSON errors, to the upstream and
             // back to the client.
-            let id = portcullis_runtime::crypto::random_token(9);
+            let id = RequestId::random();
             // Made once: the upstream and the client get the same value.
-            let header = http::HeaderValue::from_str(&id).ok();
+            let header = id_header(&id);
             let response = portcullis_runtime::pages::REQUEST_ID
                 .scope(id, proxy.handle(req, &conn, header.as_ref()))
                 .await;
@@ -216,6 +217,22 @@ fn client_certificate(der: &rustls::pki_types::CertificateDer<'_>) -> Option<Cli
     })
 }
 
+/// `id` as a header value, cut from a buffer of the thread's: a value of its own would be
+/// an allocation, and another when it is shared between the upstream and the client.
+fn id_header(id: &RequestId) -> Option<http::HeaderValue> {
+    thread_local! {
+        static IDS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+    }
+    let text = id.as_str().as_bytes();
+    IDS.with_borrow_mut(|ids| {
+        if ids.capacity() < text.len() {
+            *ids = bytes::BytesMut::with_capacity(4096);
+        }
+        ids.extend_from_slice(text);
+        http::HeaderValue::from_maybe_shared(ids.split().freeze()).ok()
+    })
+}
+
 fn with_request_id(
     mut response: http::Response<crate::Body>,
     id: Option<http::HeaderValue>,
@@ -228,7 +245,7 @@ fn with_request_id(
 
 /// Serve `listener` until `shutdown`, then drain.
 pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, shutdown: Shutdown) {
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::default();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Oversized or too many request headers get 431 from hyper. More than 100 headers is
     // hyper's default limit, checked with an array on the stack; setting `max_headers`, even
@@ -254,7 +271,7 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
             None => {
                 let service = service(proxy, peer, false, None);
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let conn = drain.watch(conn);
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {
                         debug!(%error, %peer, "connection ended with an error");
@@ -264,7 +281,7 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
             Some(tls) => {
                 let tls = tls.clone();
                 let builder = builder.clone();
-                let watcher = graceful.watcher();
+                let entry = drain.entry();
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(
                         Duration::from_secs(10),
@@ -280,7 +297,7 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
                     let service = service(proxy, peer, true, cert.map(Arc::new));
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    if let Err(error) = watcher.watch(conn).await {
+                    if let Err(error) = entry.watch(conn).await {
                         debug!(%error, %peer, "connection ended with an error");
                     }
                 });
@@ -288,7 +305,32 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
         }
     }
     debug!("proxy thread draining connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain.shutdown()).await.is_err() {
         warn!("some connections did not finish in time");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_runtime::pages::RequestId;
+
+    use super::id_header;
+
+    #[test]
+    fn request_id_headers_carry_their_id_across_buffers() {
+        let mut seen = std::collections::HashSet::new();
+        // More than one 4 KiB buffer's worth (341 ids each).
+        let headers: Vec<_> = (0..1000)
+            .map(|_| {
+                let id = RequestId::random();
+                (id, id_header(&id).expect("an id is a valid header value"))
+            })
+            .collect();
+        for (id, header) in &headers {
+            assert_eq!(id.as_str().len(), 12);
+            assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert_eq!(header.as_bytes(), id.as_str().as_bytes());
+            assert!(seen.insert(id.as_str().to_owned()), "ids differ");
+        }
     }
 }
