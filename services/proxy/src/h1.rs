@@ -187,7 +187,7 @@ pub struct Head<'a> {
 /// it.
 pub async fn exchange(mut wire: Wire, head: &Head<'_>) -> Result<Answer, Failed> {
     let failed = |error: WireError, nothing_answered: bool| Failed { error, nothing_answered };
-    let mut out = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(head_len(head));
     encode_head(head, &mut out);
     if let Err(e) = wire.stream.write_all(&out).await {
         return Err(failed(e.into(), true));
@@ -229,6 +229,14 @@ pub async fn exchange(mut wire: Wire, head: &Head<'_>) -> Result<Answer, Failed>
             }
         }
     }
+}
+
+/// How long `encode_head` makes `head` at most (the identity JWT alone is most of a
+/// kilobyte, so a guess would mean growing the buffer).
+fn head_len(head: &Head<'_>) -> usize {
+    let target = head.target.path_and_query().map_or(1, |p| p.as_str().len());
+    let fields: usize = head.fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    head.method.as_str().len() + 1 + target + 11 + fields + 2
 }
 
 /// `METHOD target HTTP/1.1`, the headers, the empty line. Every part was validated when it
@@ -637,6 +645,27 @@ mod tests {
 
     fn parse(raw: &[u8], is_head: bool) -> Result<Option<Parsed>, WireError> {
         parse_head(&mut BytesMut::from(raw), is_head, &mut Names::default())
+    }
+
+    #[test]
+    fn the_head_fits_the_room_made_for_it() {
+        let target: http::Uri = "/a/b?c=d".parse().unwrap();
+        let fields = vec![
+            (header::HOST, HeaderValue::from_static("up:8080")),
+            (
+                HeaderName::from_static("x-portcullis-jwt-assertion"),
+                HeaderValue::from_str(&"j".repeat(900)).unwrap(),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("5")),
+        ];
+        for method in [Method::GET, Method::OPTIONS] {
+            let head = Head { method: &method, target: &target, fields: &fields };
+            let mut out = Vec::with_capacity(head_len(&head));
+            let room = out.capacity();
+            encode_head(&head, &mut out);
+            assert!(out.len() <= head_len(&head));
+            assert_eq!(out.capacity(), room, "the buffer did not grow");
+        }
     }
 
     #[test]
