@@ -44,7 +44,8 @@ impl RequestId {
         rand::thread_rng().fill_bytes(&mut bytes);
         let mut text = [0u8; 12];
         // 9 bytes are exactly 12 characters, so this cannot fail.
-        let _ = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(bytes, &mut text);
+        let written = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(bytes, &mut text);
+        debug_assert_eq!(written.ok(), Some(12));
         RequestId(text)
     }
 

@@ -19,8 +19,20 @@ pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Bo
 /// How many names [`HOP_BY_HOP`] has.
 const HOP_COUNT: usize = 8;
 
-/// Headers naming the client's address that the client must not choose.
-const CLIENT_IP_HEADERS: [&str; 3] = ["x-real-ip", "true-client-ip", "x-client-ip"];
+/// Headers naming the client's address that the client must not choose: those nginx's
+/// real_ip module, CDNs and common frameworks read (chi's RealIP, Rails' RemoteIp, node's
+/// request-ip). No proxy in front is trusted to set them.
+const CLIENT_IP_HEADERS: [&str; 9] = [
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-forwarded",
+    "forwarded-for",
+];
 
 /// Identity header prefixes only Portcullis may set.
 const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
@@ -535,6 +547,8 @@ mod tests {
             ("X-Real-IP", "1.2.3.4"),
             ("true-client-ip", "1.2.3.4"),
             ("x-client-ip", "1.2.3.4"),
+            ("CF-Connecting-IP", "1.2.3.4"),
+            ("x-forwarded", "for=1.2.3.4"),
             ("connection", "close, x-secret-hop"),
             ("x-secret-hop", "1"),
             ("cookie", "_pomerium=sealed; theme=dark"),
@@ -558,6 +572,7 @@ mod tests {
         assert_eq!(out.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"10.0.0.9"[..]));
         assert_eq!(out.get_all("x-real-ip").iter().collect::<Vec<_>>(), ["10.0.0.9"]);
         assert!(out.get("true-client-ip").is_none() && out.get("x-client-ip").is_none());
+        assert!(out.get("cf-connecting-ip").is_none() && out.get("x-forwarded").is_none());
         assert_eq!(out.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
         assert_eq!(out.get("cookie").map(|v| v.as_bytes()), Some(&b"theme=dark"[..]));
         assert_eq!(out.get("accept").map(|v| v.as_bytes()), Some(&b"text/html"[..]));

@@ -578,14 +578,15 @@ fn decode(buf: &mut BytesMut, chunk: Chunk, trailers: &mut Vec<u8>) -> Result<De
     }
 }
 
-/// The header names of a connection's last answer, in order, as sent. An upstream sends
-/// the same names in the same order answer after answer, so a name is compared with the one
-/// sent at its place last time before it is parsed (and lower-cased) again.
+/// The header names of a connection's recent answers, as sent. An upstream sends the same
+/// names in much the same order answer after answer, so a name is first compared with the
+/// one sent at its place last time, then with the others remembered, before it is parsed
+/// (and lower-cased) again.
 #[derive(Default)]
 struct Names(Vec<(Box<[u8]>, HeaderName)>);
 
 impl Names {
-    /// Most places remembered.
+    /// Most names remembered.
     const PLACES: usize = 32;
     /// Longest name remembered.
     const LONGEST: usize = 64;
@@ -597,12 +598,15 @@ impl Names {
         {
             return Some(name.clone());
         }
+        if let Some((_, name)) = self.0.iter().find(|(seen, _)| **seen == *raw) {
+            return Some(name.clone());
+        }
         let name = HeaderName::from_bytes(raw).ok()?;
-        if at < Self::PLACES && raw.len() <= Self::LONGEST {
+        if raw.len() <= Self::LONGEST {
             let entry = (Box::from(raw), name.clone());
             if at < self.0.len() {
                 self.0[at] = entry;
-            } else if at == self.0.len() {
+            } else if self.0.len() < Self::PLACES {
                 self.0.push(entry);
             }
         }
@@ -683,12 +687,21 @@ mod tests {
         // Invalid names stay invalid, and do not replace what is remembered.
         assert_eq!(names.name(1, b"bad name"), None);
         assert_eq!(names.name(1, b"X-Other"), Some(HeaderName::from_static("x-other")));
-        // A place past the end is parsed but not remembered; long names are not remembered.
-        assert_eq!(names.name(5, b"X-Far"), Some(HeaderName::from_static("x-far")));
+        // A name that moved is found where it is remembered, without replacing anything.
+        assert_eq!(names.name(3, b"X-Other"), Some(HeaderName::from_static("x-other")));
         assert_eq!(names.0.len(), 2);
+        // A new name past the end is remembered after the others; long names are not.
         let long = "x".repeat(Names::LONGEST + 1);
         assert!(names.name(2, long.as_bytes()).is_some());
         assert_eq!(names.0.len(), 2);
+        assert_eq!(names.name(5, b"X-Far"), Some(HeaderName::from_static("x-far")));
+        assert_eq!(names.0.len(), 3);
+        // At most PLACES names.
+        for i in 0..100 {
+            let raw = format!("x-n{i}");
+            assert_eq!(names.name(100 + i, raw.as_bytes()), HeaderName::from_bytes(raw.as_bytes()).ok());
+        }
+        assert_eq!(names.0.len(), Names::PLACES);
     }
 
     fn framing(raw: &[u8]) -> (Option<Framing>, bool, HeaderMap) {

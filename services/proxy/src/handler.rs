@@ -178,7 +178,8 @@ impl Proxy {
     ) -> Response<Body> {
         let html = error::wants_html(req.headers());
         // The authority (or Host) and the path are read from copies: they share the request's
-        // bytes, so copying them is a count, not an allocation, and they outlive `req`.
+        // bytes, so copying them is a count, not an allocation (but for a scheme other than
+        // http and https, which is boxed), and they outlive `req`.
         let uri = req.uri().clone();
         let host_value = if uri.authority().is_none() { req.headers().get(HOST).cloned() } else { None };
         let host_header =
