@@ -72,6 +72,136 @@ async fn request_hygiene_refuses_tricks_before_any_decision() {
     assert_eq!(env.upstream.requests().len(), hits + 1, "only the normalised request reached the upstream");
 }
 
+/// One response from `stream`, reading on from what `buf` holds: status, headers (names in
+/// lower case) and body (none for a `HEAD`).
+async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    async fn more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "the connection closed mid-response: {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        more(stream, buf).await;
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).expect("a text head");
+    buf.drain(..end + 4);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (name, value) = l.split_once(':').expect("a field");
+            (name.to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    let length =
+        headers.iter().find(|(n, _)| n == "content-length").map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    if head_only {
+    } else if let Some(length) = length {
+        while buf.len() < length {
+            more(stream, buf).await;
+        }
+        body = buf.drain(..length).collect();
+    } else if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.ends_with("chunked")) {
+        loop {
+            let line = loop {
+                if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                more(stream, buf).await;
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&buf[..line]).unwrap(), 16).unwrap();
+            while buf.len() < line + 2 + size + 2 {
+                more(stream, buf).await;
+            }
+            body.extend_from_slice(&buf[line + 2..line + 2 + size]);
+            buf.drain(..line + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn one_connection_carries_plain_pipelined_and_body_requests_in_order() {
+    use portcullis_e2e::upstream::UPSTREAM_BODY;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = TestEnv::start().await;
+    let browser = env.browser();
+    assert_eq!(browser.login(&env.app_url("/"), "alice").await.final_response.status(), 200);
+    let url = env.app_url("/").parse().unwrap();
+    let cookie = reqwest::cookie::CookieStore::cookies(&*browser.jar, &url).expect("the session cookie");
+    let cookie = cookie.to_str().unwrap().to_owned();
+    let before = env.upstream.requests().len();
+    let host = format!("app.localhost:{}", env.port);
+    let request = |line: &str, extra: &str| {
+        format!("{line} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{extra}\r\n")
+    };
+    let field = |headers: &[(String, String)], name: &str| {
+        headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect::<Vec<_>>()
+    };
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    let mut buf = Vec::new();
+
+    stream.write_all(request("GET /one", "").as_bytes()).await.unwrap();
+    let (status, headers, body) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!((status, body.as_slice()), (200, UPSTREAM_BODY.as_bytes()));
+    assert_eq!(field(&headers, "x-request-id").len(), 1, "{headers:?}");
+    assert_eq!(field(&headers, "date").len(), 1, "{headers:?}");
+    assert!(field(&headers, "connection").is_empty(), "kept alive: {headers:?}");
+
+    // Two requests in one write are answered in order; HEAD gets GET's length and no body.
+    let two = request("GET /two", "") + &request("HEAD /three", "");
+    stream.write_all(two.as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!((status, body.as_slice()), (200, UPSTREAM_BODY.as_bytes()));
+    let (status, headers, _) = read_response(&mut stream, &mut buf, true).await;
+    assert_eq!(status, 200);
+    assert_eq!(field(&headers, "content-length"), [UPSTREAM_BODY.len().to_string()]);
+
+    // A request with a body, on the same connection, and one after it.
+    let post = request("POST /four", "Content-Length: 5\r\n") + "hello";
+    stream.write_all(post.as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!((status, body.as_slice()), (200, UPSTREAM_BODY.as_bytes()));
+    stream.write_all(request("GET /five", "Connection: close\r\n").as_bytes()).await.unwrap();
+    let (status, headers, _) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(status, 200);
+    assert_eq!(field(&headers, "connection"), ["close"]);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))) && buf.is_empty(), "closed after the answer: {rest:?}");
+
+    let seen: Vec<_> = env.upstream.requests()[before..]
+        .iter()
+        .map(|r| (r.method.clone(), r.path_and_query.clone(), r.body.clone()))
+        .collect();
+    let want = [
+        ("GET", "/one", ""),
+        ("GET", "/two", ""),
+        ("HEAD", "/three", ""),
+        ("POST", "/four", "hello"),
+        ("GET", "/five", ""),
+    ]
+    .map(|(m, p, b)| (m.to_owned(), p.to_owned(), b.as_bytes().to_vec()));
+    assert_eq!(seen, want);
+}
+
 #[tokio::test]
 async fn route_options_rewrite_paths_hosts_and_headers_as_pomerium_does() {
     let env = TestEnv::start().await;

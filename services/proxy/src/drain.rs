@@ -14,6 +14,22 @@ use std::task::{Context, Poll, Waker};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::Notify;
 
+/// A connection that can be asked to finish: hyper's, or `serve_h1`'s.
+pub trait Graceful: Future<Output = Result<(), Self::Error>> {
+    type Error;
+
+    /// Finish what is in flight, then close.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<C: GracefulConnection> Graceful for C {
+    type Error = <C as GracefulConnection>::Error;
+
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        GracefulConnection::graceful_shutdown(self);
+    }
+}
+
 /// One serving thread's open connections.
 #[derive(Default)]
 pub struct Drain {
@@ -45,7 +61,7 @@ impl Shared {
 
 impl Drain {
     /// `conn`, served until it ends, or shut down gracefully once [`Drain::shutdown`] is called.
-    pub fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
+    pub fn watch<C: Graceful>(&self, conn: C) -> Watched<C> {
         self.entry().watch(conn)
     }
 
@@ -88,7 +104,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn watch<C: GracefulConnection>(self, conn: C) -> Watched<C> {
+    pub fn watch<C: Graceful>(self, conn: C) -> Watched<C> {
         Watched { conn: Box::pin(conn), entry: self, waker: None, shutting: false }
     }
 }
@@ -112,7 +128,7 @@ pub struct Watched<C> {
     shutting: bool,
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
+impl<C: Graceful> Future for Watched<C> {
     type Output = Result<(), C::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -5,7 +5,6 @@ use std::time::Duration;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use portcullis_runtime::config::{HostRewrite, Route};
@@ -224,7 +223,7 @@ pub async fn forward(
     route: &Route,
     prepared: &Prepared,
     pick: usize,
-    req: Request<Incoming>,
+    req: Request<crate::RequestBody>,
     path: &str,
     origin: &Origin<'_>,
     granted: &Granted<'_>,
@@ -335,7 +334,7 @@ pub async fn forward(
 /// An upstream's answer: from hyper-util's client (may be a websocket switch) or from the
 /// thread's own connections.
 enum Sent {
-    Incoming(Response<Incoming>),
+    Incoming(Response<hyper::body::Incoming>),
     Body(Response<Body>),
 }
 
@@ -349,7 +348,7 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 /// Relay the upstream's 101 and then the bytes both ways until either side closes.
 fn switch_protocols(
-    mut upstream: Response<Incoming>,
+    mut upstream: Response<hyper::body::Incoming>,
     client: Option<hyper::upgrade::OnUpgrade>,
     route: &Route,
 ) -> Response<Body> {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use portcullis_runtime::config::{Config, Redirect, Route, RouteAction};
 use portcullis_runtime::crypto::{Purpose, Sealer, Signer, random_token, sha256_b64};
 use portcullis_runtime::flow::{self, paths};
@@ -172,7 +171,7 @@ impl Proxy {
 
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<crate::RequestBody>,
         conn: &Connection,
         request_id: Option<&http::HeaderValue>,
     ) -> Response<Body> {
@@ -225,7 +224,12 @@ impl Proxy {
         now.clone()
     }
 
-    async fn internal(&self, req: Request<Incoming>, facts: &RequestFacts<'_>, path: &str) -> Response<Body> {
+    async fn internal(
+        &self,
+        req: Request<crate::RequestBody>,
+        facts: &RequestFacts<'_>,
+        path: &str,
+    ) -> Response<Body> {
         if !self.live.borrow().routes.iter().any(|r| r.from.matches_host(facts.host)) {
             return error::not_found(facts.html);
         }
@@ -301,7 +305,11 @@ impl Proxy {
     }
 
     /// 302 to a signed sign-in URL, setting (or reusing) the route host's binding cookie.
-    pub fn sign_in_redirect(&self, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
+    pub fn sign_in_redirect(
+        &self,
+        req: &Request<crate::RequestBody>,
+        facts: &RequestFacts<'_>,
+    ) -> Response<Body> {
         let original = format!(
             "{}://{}{}",
             if facts.conn.https { "https" } else { "http" },
@@ -327,7 +335,7 @@ impl Proxy {
 
     async fn authorize_and_forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<crate::RequestBody>,
         route: &Route,
         prepared: &forward::Prepared,
         path: &str,
@@ -450,7 +458,11 @@ impl Proxy {
 }
 
 /// A `redirect` route's answer: the request URL with the configured parts replaced.
-fn redirect_response(r: &Redirect, req: &Request<Incoming>, facts: &RequestFacts<'_>) -> Response<Body> {
+fn redirect_response(
+    r: &Redirect,
+    req: &Request<crate::RequestBody>,
+    facts: &RequestFacts<'_>,
+) -> Response<Body> {
     let scheme =
         r.scheme.clone().unwrap_or_else(|| if facts.conn.https { "https".into() } else { "http".into() });
     let (host, port) = split_host(facts.host_header);

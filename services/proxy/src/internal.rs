@@ -7,7 +7,6 @@ use base64::engine::general_purpose::STANDARD;
 use http::header::{HeaderName, HeaderValue, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use portcullis_runtime::crypto::sha256_b64;
 use portcullis_runtime::flow::{CallbackHandle, params};
 use portcullis_runtime::now_unix;
@@ -85,7 +84,7 @@ pub fn callback(
 /// set only for the route-host endpoints that act on the caller's session.
 pub async fn to_authenticate(
     proxy: &Proxy,
-    req: Request<Incoming>,
+    req: Request<crate::RequestBody>,
     facts: &RequestFacts<'_>,
     session_id: Option<String>,
     clear_cookie: bool,

@@ -22,6 +22,7 @@ mod handler;
 mod idle;
 mod internal;
 pub mod path;
+mod serve_h1;
 mod server;
 mod upstream;
 mod upstream_tls;
@@ -32,6 +33,41 @@ pub use app::{App, BuildError};
 /// The body type of every request and response the proxy handles.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request from a client: none (a request `serve_h1` read), or hyper's.
+pub enum RequestBody {
+    Empty,
+    Hyper(hyper::body::Incoming),
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => std::task::Poll::Ready(None),
+            RequestBody::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            RequestBody::Empty => hyper::body::SizeHint::with_exact(0),
+            RequestBody::Hyper(body) => body.size_hint(),
+        }
+    }
+}
 
 /// The comma-separated tokens of every `name` field (`Connection`, `Upgrade`), trimmed, empty
 /// ones left out; a value that is not text has none.

@@ -1,11 +1,9 @@
 //! Accepting connections: plain or TLS (rustls, ALPN h2 and http/1.1), served by hyper's
 //! auto (HTTP/1.1 + HTTP/2) builder, drained gracefully at shutdown.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use portcullis_runtime::Shutdown;
@@ -20,10 +18,11 @@ use tracing::{debug, warn};
 use portcullis_schemas::messages::ClientCertificate;
 
 use crate::drain::Drain;
-use crate::handler::Proxy;
+use crate::handler::{Connection, Proxy};
+use crate::serve_h1::{self, Answer, Lean};
 
 /// Largest request head accepted, bytes (larger: 431).
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,34 +164,24 @@ pub fn tls_acceptor(files: &TlsFiles, client_ca_pem: Option<&str>) -> Result<Tls
     Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)), client_verifier })
 }
 
-/// The per-connection request handler.
-fn service(
+/// One client connection's requests, answered by the proxy.
+pub(crate) struct Client {
     proxy: Arc<Proxy>,
-    peer: std::net::SocketAddr,
-    https: bool,
-    cert: Option<Arc<ClientCertificate>>,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::Body>,
-    Error = Infallible,
-    Future = impl std::future::Future<Output = Result<http::Response<crate::Body>, Infallible>> + Send,
-> + Clone {
-    let conn = Arc::new(crate::handler::Connection::new(peer, https, cert));
-    service_fn(move |req| {
-        let proxy = proxy.clone();
-        let conn = conn.clone();
-        async move {
-            // Each request gets an id: on error pages, in JSON errors, to the upstream and
-            // back to the client.
-            let id = RequestId::random();
-            // Made once: the upstream and the client get the same value.
-            let header = id_header(&id);
-            let response = portcullis_runtime::pages::REQUEST_ID
-                .scope(id, proxy.handle(req, &conn, header.as_ref()))
-                .await;
-            Ok::<_, Infallible>(with_request_id(response, header))
-        }
-    })
+    conn: Connection,
+}
+
+impl Answer for Client {
+    /// The response to `req`, with its request id: on error pages, in JSON errors, to the
+    /// upstream and back to the client.
+    async fn answer(&self, req: http::Request<crate::RequestBody>) -> http::Response<crate::Body> {
+        let id = RequestId::random();
+        // Made once: the upstream and the client get the same value.
+        let header = id_header(&id);
+        let response = portcullis_runtime::pages::REQUEST_ID
+            .scope(id, self.proxy.handle(req, &self.conn, header.as_ref()))
+            .await;
+        with_request_id(response, header)
+    }
 }
 
 /// What policies see of a verified client certificate: SHA-256 of the DER (hex) and of the
@@ -269,9 +258,8 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
         let proxy = proxy.clone();
         match &tls {
             None => {
-                let service = service(proxy, peer, false, None);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let conn = drain.watch(conn);
+                let client = Arc::new(Client { proxy, conn: Connection::new(peer, false, None) });
+                let conn = drain.watch(Lean::new(stream, client, builder.clone()));
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {
                         debug!(%error, %peer, "connection ended with an error");
@@ -294,10 +282,18 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
                         Err(_) => return debug!(%peer, "TLS handshake timed out"),
                     };
                     let cert = trusted_client_certificate(&tls, stream.get_ref().1, peer);
-                    let service = service(proxy, peer, true, cert.map(Arc::new));
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    if let Err(error) = entry.watch(conn).await {
+                    let client =
+                        Arc::new(Client { proxy, conn: Connection::new(peer, true, cert.map(Arc::new)) });
+                    // HTTP/2 is hyper's; HTTP/1.1 takes the lean path.
+                    let ended = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let service = serve_h1::service(client);
+                        entry
+                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
+                            .await
+                    } else {
+                        entry.watch(Lean::new(stream, client, builder)).await
+                    };
+                    if let Err(error) = ended {
                         debug!(%error, %peer, "connection ended with an error");
                     }
                 });
