@@ -6,16 +6,23 @@
 //! Anything else hands the connection over to hyper for the rest of its life, with the bytes
 //! read so far: a request with `Content-Length` or `Transfer-Encoding` (any body, however
 //! framed), `Upgrade` or `Expect`, another method, HTTP/1.0, HTTP/2's preface, absolute-form
-//! targets, or a head that does not parse, has too many fields or is too large. hyper then
-//! answers exactly as it did before this path existed (its 400s and 431s, `100-continue`,
-//! request bodies, websockets). Requests are never smuggled between the two: the hand-over
-//! happens only where a request starts, and a request with any body framing never takes this
-//! path.
+//! targets, or a head that does not parse or has too many fields. hyper then answers exactly
+//! as it did before this path existed (its 400s and 431s, `100-continue`, request bodies,
+//! websockets). Requests are never smuggled between the two: the hand-over happens only where
+//! a request starts, and a request with any body framing never takes this path. A head over
+//! 64 KiB gets 431 here.
+//!
+//! Heads are parsed once an empty line has arrived (and on a head's first bytes), not on
+//! every read, so a head sent a byte at a time costs linear work. A head must be whole within
+//! 30 s of its first byte.
 //!
 //! Responses are framed as hyper frames them (`content-length` from the body's exact size,
-//! chunked otherwise, none for `HEAD`, 1xx, 204 and 304; a `date`; `connection: close` when
-//! the connection will close). While a request is answered the connection is still read, as
-//! hyper reads it: a client that goes away cancels its request.
+//! chunked otherwise; no body for `HEAD`, 204 and 304, no `content-length` for 204; a `date`;
+//! `connection: close` when the connection will close); one that cannot be framed as it is
+//! (a bad `content-length`, a 1xx as the final status) becomes a 500. While a request is
+//! answered and while its body streams, the connection is still read, as hyper reads it: a
+//! client that goes away ends its request and its response. Pipelined requests followed by
+//! the client's half-close are all answered first.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -33,7 +40,7 @@ use hyper::body::Body as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{Body, BoxError, RequestBody};
 
@@ -63,7 +70,7 @@ const MAX_HEADERS: usize = 100;
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 /// How long a request head may take to arrive once its first bytes have (the default of
 /// hyper's `header_read_timeout`, which hyper applies only when given a timer).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The size of a new read buffer.
 const READ_SIZE: usize = 8 * 1024;
 /// Least room a read is given.
@@ -72,6 +79,8 @@ const MIN_ROOM: usize = 1024;
 const COPY_AT_MOST: usize = 16 * 1024;
 /// Buffered output is written out once it reaches this size.
 const FLUSH_AT: usize = 64 * 1024;
+/// Buffers larger than this are let go between requests.
+const KEEP_AT_MOST: usize = 16 * 1024;
 
 /// A client connection served by [`serve`], under a [`crate::drain::Drain`].
 pub struct Lean {
@@ -109,9 +118,48 @@ impl crate::drain::Graceful for Lean {
     }
 }
 
+/// The client's side of a connection: what has been read and not yet used, and whether the
+/// client has closed its sending side.
+struct Wire<I> {
+    io: I,
+    buf: BytesMut,
+    /// The client sent EOF after bytes still buffered (pipelined requests, then a
+    /// half-close): those are answered, then the connection closes.
+    eof: bool,
+}
+
+/// What a read while a request is answered found.
+enum Watch {
+    /// More of what comes next, or nothing more to watch for (buffer full, EOF after
+    /// buffered requests).
+    Going,
+    /// The client went away with nothing buffered: its request is dropped.
+    Gone,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
+    /// Whether reading on may show the client going away. hyper stops watching once bytes
+    /// are buffered, and so does this: a client that pipelines and half-closes is answered.
+    fn watching(&self) -> bool {
+        !self.eof && self.buf.is_empty()
+    }
+
+    /// One read while a request is answered (see [`Wire::watching`]).
+    async fn watch(&mut self) -> Watch {
+        match read_more(&mut self.io, &mut self.buf).await {
+            Ok(0) | Err(_) if self.buf.is_empty() => Watch::Gone,
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                Watch::Going
+            }
+            Ok(_) => Watch::Going,
+        }
+    }
+}
+
 /// Serve the connection until it closes, hands over to hyper, or the drain stops it.
 async fn serve<I, A>(
-    mut io: I,
+    io: I,
     answer: Arc<A>,
     builder: auto::Builder<TokioExecutor>,
     stop: Arc<AtomicBool>,
@@ -120,26 +168,36 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A: Answer,
 {
-    let mut buf = BytesMut::new();
+    let mut wire = Wire { io, buf: BytesMut::new(), eof: false };
     let mut out = Vec::new();
     let mut first = true;
     let mut head_by = None;
+    // How much of the buffer is known to hold no end of a head: a head that arrives in
+    // many small reads is parsed once it is whole, not once per read.
+    let mut scanned = 0;
     loop {
         let (req, client_close) = loop {
-            if !buf.is_empty() {
-                match parse(&mut buf) {
+            // The first bytes of a head are parsed at once too, so that what is not HTTP/1.1
+            // (HTTP/2's preface, garbage) goes to hyper without waiting.
+            if (scanned == 0 && !wire.buf.is_empty()) || head_may_end(&wire.buf, scanned) {
+                match parse(&mut wire.buf) {
                     Head::Ready(req, close) => break (req, close),
-                    Head::Partial if buf.len() < crate::server::MAX_HEADER_BYTES => {}
-                    // hyper reads the rest of the head and answers 431.
-                    Head::Partial | Head::Unfit => {
-                        return hand_over(io, buf, answer, builder, stop, first).await;
-                    }
+                    Head::Partial if wire.buf.len() < crate::server::MAX_HEADER_BYTES => {}
+                    Head::Partial | Head::TooLarge => return too_large(wire, &mut out).await,
+                    Head::Unfit => return hand_over(wire.io, wire.buf, answer, builder, stop, first).await,
                 }
+            } else if wire.buf.len() >= crate::server::MAX_HEADER_BYTES {
+                return too_large(wire, &mut out).await;
+            }
+            scanned = wire.buf.len();
+            if wire.eof {
+                let _ = wire.io.shutdown().await;
+                return Ok(());
             }
             // Between requests the drain may close the connection; in a head it waits, for
             // at most HEAD_TIMEOUT from the head's first bytes (a client trickling a head
             // byte by byte would hold the connection forever).
-            let idle = buf.is_empty();
+            let idle = wire.buf.is_empty();
             if idle {
                 head_by = None;
             } else if head_by.is_none() {
@@ -147,12 +205,16 @@ where
             }
             let read = tokio::select! {
                 biased;
-                () = stopped(&stop), if idle => return Ok(()),
-                () = until(head_by) => {
-                    debug!(after = ?HEAD_TIMEOUT, "closing a connection whose request head did not arrive in time");
+                () = stopped(&stop), if idle => {
+                    let _ = wire.io.shutdown().await;
                     return Ok(());
                 }
-                read = read_more(&mut io, &mut buf) => read,
+                () = until(head_by) => {
+                    debug!(after = ?HEAD_TIMEOUT, "closing a connection whose request head did not arrive in time");
+                    let _ = wire.io.shutdown().await;
+                    return Ok(());
+                }
+                read = read_more(&mut wire.io, &mut wire.buf) => read,
             };
             match read {
                 Ok(0) | Err(_) => return Ok(()),
@@ -161,32 +223,68 @@ where
         };
         first = false;
         head_by = None;
+        scanned = 0;
         let head_only = req.method() == Method::HEAD;
         let response = {
             let mut answering = pin!(answer.answer(req));
             loop {
-                if buf.len() >= crate::server::MAX_HEADER_BYTES {
-                    // Enough of what comes next is buffered: stop reading until this is answered.
+                if !wire.watching() {
                     break answering.await;
                 }
                 tokio::select! {
                     biased;
                     response = &mut answering => break response,
-                    // The next request (kept), or the client gone: hyper's behaviour, the
+                    // The next request (kept), or the client gone: as with hyper, the
                     // request is dropped, and with it the upstream request.
-                    read = read_more(&mut io, &mut buf) => match read {
-                        Ok(0) | Err(_) => return Ok(()),
-                        Ok(_) => {}
+                    watched = wire.watch() => if let Watch::Gone = watched {
+                        return Ok(());
                     },
                 }
             }
         };
         let keep_alive = !client_close && !stop.load(Ordering::Acquire);
-        if !write_response(&mut io, &mut out, response, head_only, keep_alive).await? {
-            let _ = io.shutdown().await;
+        if !write_response(&mut wire, &mut out, response, head_only, keep_alive).await? {
+            let _ = wire.io.shutdown().await;
             return Ok(());
         }
+        // A large response's buffer is not kept by an idle connection.
+        if out.capacity() > KEEP_AT_MOST {
+            out = Vec::new();
+        }
+        if wire.buf.is_empty() && wire.buf.capacity() > KEEP_AT_MOST {
+            wire.buf = BytesMut::new();
+        }
     }
+}
+
+/// Whether `buf`, known to hold no end of a head in its first `scanned` bytes, may hold
+/// one now: an empty line (`\n\n` or `\n\r\n`; httparse takes bare line feeds too).
+fn head_may_end(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(2);
+    let mut rest = &buf[from.min(buf.len())..];
+    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+        rest = &rest[at + 1..];
+        match rest {
+            [b'\n', ..] | [b'\r', b'\n', ..] => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A request head over [`crate::server::MAX_HEADER_BYTES`]: 431, as hyper answers it, and the
+/// connection closes (what else the client sent is not read).
+async fn too_large<I: AsyncWrite + Unpin>(mut wire: Wire<I>, out: &mut Vec<u8>) -> Result<(), BoxError> {
+    debug!(limit = crate::server::MAX_HEADER_BYTES, "a request head too large; answering 431");
+    out.clear();
+    out.extend_from_slice(
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\ndate: ",
+    );
+    date(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    send(&mut wire.io, out).await?;
+    let _ = wire.io.shutdown().await;
+    Ok(())
 }
 
 /// Ready once the drain has asked the connection to stop. ([`Lean::graceful_shutdown`]
@@ -309,6 +407,8 @@ enum Head {
     Partial,
     /// For hyper; the buffer is as it was.
     Unfit,
+    /// A whole head, larger than a head may be.
+    TooLarge,
 }
 
 /// Where a field's name and value lie in the head.
@@ -325,6 +425,9 @@ fn parse(buf: &mut BytesMut) -> Head {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, &mut headers) {
+            Ok(httparse::Status::Complete(len)) if len > crate::server::MAX_HEADER_BYTES => {
+                return Head::TooLarge;
+            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Head::Partial,
             Err(_) => return Head::Unfit,
@@ -404,22 +507,132 @@ enum Framing {
     Chunked,
 }
 
-/// Write `response`. Ok(false): the connection closes after it.
-async fn write_response<I: AsyncWrite + Unpin>(
-    io: &mut I,
+/// Write `response`. Ok(false): the connection closes after it. While the body streams, the
+/// client is watched as while its request was answered.
+async fn write_response<I: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<I>,
     out: &mut Vec<u8>,
     response: Response<Body>,
     head_only: bool,
     keep_alive: bool,
 ) -> Result<bool, BoxError> {
     let (parts, mut body) = response.into_parts();
-    let status = parts.status;
-    // As hyper: no body for these, nor chunked framing; no content-length for the last three.
-    let no_length =
-        status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let no_body = head_only || no_length;
     let size = if body.is_end_stream() { Some(0) } else { body.size_hint().exact() };
     out.clear();
+    let (framing, close) = match head(out, &parts, size, head_only, keep_alive) {
+        Ok(done) => done,
+        Err(problem) => {
+            // Nothing is written yet: the client gets a 500, as hyper answers a response it
+            // cannot frame, and the connection closes.
+            warn!(
+                status = parts.status.as_u16(),
+                problem, "a response that cannot be sent as it is; answering 500"
+            );
+            out.clear();
+            out.extend_from_slice(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\ndate: ",
+            );
+            date(out);
+            out.extend_from_slice(b"\r\n\r\n");
+            send(&mut wire.io, out).await?;
+            return Ok(false);
+        }
+    };
+    let mut left = match framing {
+        None => {
+            drop(body);
+            send(&mut wire.io, out).await?;
+            return Ok(!close);
+        }
+        Some(Framing::Length(n)) => Some(n),
+        Some(Framing::Chunked) => None,
+    };
+    loop {
+        // What the body has now; when it has nothing yet, what is buffered goes out first
+        // (the head of a streamed response, the events so far).
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    send(&mut wire.io, out).await?;
+                }
+                loop {
+                    if !wire.watching() {
+                        break body.frame().await;
+                    }
+                    tokio::select! {
+                        biased;
+                        frame = body.frame() => break frame,
+                        watched = wire.watch() => if let Watch::Gone = watched {
+                            return Err("the client went away during the response".into());
+                        },
+                    }
+                }
+            }
+        };
+        let data = match frame {
+            None => break,
+            // The response is cut off; the connection closes, as hyper closes it.
+            Some(Err(error)) => return Err(error),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                // Trailers are not sent (nor are they by hyper unless the client asks).
+                _ => continue,
+            },
+        };
+        match &mut left {
+            Some(left) => {
+                *left = left
+                    .checked_sub(data.len() as u64)
+                    .ok_or("a response body longer than its content-length")?;
+            }
+            None => {
+                hex(out, data.len());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if data.len() > COPY_AT_MOST {
+            wire.io.write_all(out).await?;
+            out.clear();
+            wire.io.write_all(&data).await?;
+            wire.io.flush().await?;
+        } else {
+            out.extend_from_slice(&data);
+        }
+        if left.is_none() {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= FLUSH_AT {
+            send(&mut wire.io, out).await?;
+        }
+    }
+    match left {
+        Some(0) => {}
+        Some(_) => return Err("a response body shorter than its content-length".into()),
+        None => out.extend_from_slice(b"0\r\n\r\n"),
+    }
+    send(&mut wire.io, out).await?;
+    Ok(!close)
+}
+
+/// The response head, into `out`: how the body is framed (None: no body is sent) and whether
+/// the connection closes after it. Err: a response that cannot be framed as it is.
+fn head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    size: Option<u64>,
+    head_only: bool,
+    keep_alive: bool,
+) -> Result<(Option<Framing>, bool), &'static str> {
+    let status = parts.status;
+    if status.is_informational() {
+        // A final response cannot be 1xx (hyper answers such a one with 500 too).
+        return Err("an informational status as the final response");
+    }
+    // As hyper: no body for these, nor chunked framing; no content-length for 204, and a
+    // 304's only as the upstream gave it.
+    let no_length = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let no_body = head_only || no_length;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -435,19 +648,23 @@ async fn write_response<I: AsyncWrite + Unpin>(
     for (name, value) in &parts.headers {
         match *name {
             header::CONTENT_LENGTH => {
-                let length = std::str::from_utf8(value.as_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
-                match (length, &framing) {
+                if status == StatusCode::NO_CONTENT {
+                    continue;
+                }
+                match (digits(value.as_bytes()), &framing) {
                     (Some(n), None) => framing = Some(Framing::Length(n)),
                     (Some(n), Some(Framing::Length(m))) if n == *m => continue,
-                    _ => return Err("a response with a content-length that does not frame it".into()),
+                    _ => return Err("a content-length that does not frame the body"),
                 }
             }
             header::TRANSFER_ENCODING => {
                 if no_body {
                     continue;
                 }
-                if matches!(framing, Some(Framing::Length(_))) {
-                    return Err("a response with both content-length and transfer-encoding".into());
+                match framing {
+                    Some(Framing::Length(_)) => return Err("both content-length and transfer-encoding"),
+                    Some(Framing::Chunked) => return Err("more than one transfer-encoding field"),
+                    None => {}
                 }
                 framing = Some(Framing::Chunked);
                 let chunked = value
@@ -505,70 +722,15 @@ async fn write_response<I: AsyncWrite + Unpin>(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if no_body {
-        drop(body);
-        send(io, out).await?;
-        return Ok(!close);
+    Ok((if no_body { None } else { Some(framing) }, close))
+}
+
+/// A content-length value: digits only (no sign, no spaces), at most 19 of them.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    let mut left = match framing {
-        Framing::Length(n) => Some(n),
-        Framing::Chunked => None,
-    };
-    loop {
-        // What the body has now; when it has nothing yet, what is buffered goes out first
-        // (the head of a streamed response, the events so far).
-        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
-            Poll::Ready(frame) => frame,
-            Poll::Pending => {
-                if !out.is_empty() {
-                    send(io, out).await?;
-                }
-                body.frame().await
-            }
-        };
-        let data = match frame {
-            None => break,
-            // The response is cut off; the connection closes, as hyper closes it.
-            Some(Err(error)) => return Err(error),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) if !data.is_empty() => data,
-                // Trailers are not sent (nor are they by hyper unless the client asks).
-                _ => continue,
-            },
-        };
-        match &mut left {
-            Some(left) => {
-                *left = left
-                    .checked_sub(data.len() as u64)
-                    .ok_or("a response body longer than its content-length")?;
-            }
-            None => {
-                hex(out, data.len());
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        if data.len() > COPY_AT_MOST {
-            io.write_all(out).await?;
-            out.clear();
-            io.write_all(&data).await?;
-            io.flush().await?;
-        } else {
-            out.extend_from_slice(&data);
-        }
-        if left.is_none() {
-            out.extend_from_slice(b"\r\n");
-        }
-        if out.len() >= FLUSH_AT {
-            send(io, out).await?;
-        }
-    }
-    match left {
-        Some(0) => {}
-        Some(_) => return Err("a response body shorter than its content-length".into()),
-        None => out.extend_from_slice(b"0\r\n\r\n"),
-    }
-    send(io, out).await?;
-    Ok(!close)
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Whether the comma-separated `list` has `token` (case-insensitive).
@@ -638,6 +800,28 @@ mod tests {
         }
     }
 
+    /// A body that sends one chunk, then waits forever.
+    struct Endless {
+        sent: bool,
+        _guard: OnDrop,
+    }
+
+    impl hyper::body::Body for Endless {
+        type Data = Bytes;
+        type Error = crate::BoxError;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, crate::BoxError>>> {
+            if self.sent {
+                return std::task::Poll::Pending;
+            }
+            self.sent = true;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"first")))))
+        }
+    }
+
     impl Answer for Echo {
         async fn answer(&self, req: Request<RequestBody>) -> Response<Body> {
             let (parts, body) = req.into_parts();
@@ -646,6 +830,10 @@ mod tests {
                 "/hang" => {
                     let _guard = OnDrop(self.dropped.clone());
                     std::future::pending::<()>().await;
+                }
+                "/stream" => {
+                    let body = Endless { sent: false, _guard: OnDrop(self.dropped.clone()) };
+                    return Response::new(body.boxed());
                 }
                 _ => {}
             }
@@ -659,10 +847,13 @@ mod tests {
     }
 
     /// A connection served by [`Lean`] with [`Echo`], under `drain`; the client end.
-    fn connect(drain: &crate::drain::Drain, echo: Arc<Echo>) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+    fn connect(
+        drain: &crate::drain::Drain,
+        echo: Arc<Echo>,
+    ) -> (DuplexStream, tokio::task::JoinHandle<Result<(), String>>) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let served = drain.watch(Lean::new(server, echo, auto::Builder::new(TokioExecutor::new())));
-        (client, tokio::spawn(async move { served.await.expect("served") }))
+        (client, tokio::spawn(async move { served.await.map_err(|e| e.to_string()) }))
     }
 
     /// The next response's head and body (framed by content-length).
@@ -722,7 +913,7 @@ mod tests {
             String::from_utf8(all).unwrap()
         });
         tokio::time::timeout(Duration::from_secs(5), drain.shutdown()).await.expect("drained");
-        idle_served.await.unwrap();
+        idle_served.await.unwrap().expect("served");
         let mut rest = Vec::new();
         assert_eq!(idle.read_to_end(&mut rest).await.unwrap(), 0, "the idle connection is closed");
         let all = reader.await.unwrap();
@@ -739,8 +930,75 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!echo.dropped.load(Ordering::SeqCst), "the request is in flight");
         drop(client);
-        tokio::time::timeout(Duration::from_secs(5), served).await.expect("the connection ended").unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), served).await.expect("the connection ended");
+        ended.unwrap().expect("served");
         assert!(echo.dropped.load(Ordering::SeqCst), "the request was dropped with the connection");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_during_a_streamed_response_ends_it() {
+        let drain = crate::drain::Drain::default();
+        let echo = Arc::new(Echo::default());
+        let (mut client, served) = connect(&drain, echo.clone());
+        client.write_all(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"5\r\nfirst\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(!echo.dropped.load(Ordering::SeqCst), "the body is streaming");
+        drop(client);
+        let ended = tokio::time::timeout(Duration::from_secs(5), served).await.expect("the connection ended");
+        assert_eq!(ended.unwrap(), Err("the client went away during the response".to_owned()));
+        assert!(echo.dropped.load(Ordering::SeqCst), "the body was dropped with the connection");
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_then_a_half_close_are_all_answered() {
+        let drain = crate::drain::Drain::default();
+        let (mut client, served) = connect(&drain, Arc::default());
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut all))
+            .await
+            .expect("closed")
+            .unwrap();
+        let all = String::from_utf8(all).unwrap();
+        assert!(all.contains("GET /slow 0") && all.ends_with("GET /b 0"), "{all}");
+        served.await.unwrap().expect("served");
+    }
+
+    #[tokio::test]
+    async fn heads_are_read_however_they_are_cut_and_a_large_one_gets_431() {
+        let drain = crate::drain::Drain::default();
+        let (mut client, _served) = connect(&drain, Arc::default());
+        let mut buf = Vec::new();
+        for head in [&b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"[..], b"GET /b HTTP/1.1\nHost: h\n\n"] {
+            for byte in head {
+                client.write_all(std::slice::from_ref(byte)).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            let (_, body) = response(&mut client, &mut buf).await;
+            assert_eq!(body.as_bytes()[..6], head[..6], "answered once whole: {body}");
+        }
+
+        let (mut client, _served) = connect(&drain, Arc::default());
+        let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n", "b".repeat(100 * 1024));
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(big.as_bytes()).await;
+            client
+        });
+        // hyper answers while the head is still coming; it is read from the other end.
+        let mut client = writer.await.unwrap_or_else(|_| panic!("writer"));
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut all)).await;
+        assert!(all.starts_with(b"HTTP/1.1 431"), "{:?}", String::from_utf8_lossy(&all));
     }
 
     #[tokio::test(start_paused = true)]
@@ -754,7 +1012,7 @@ mod tests {
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut rest)).await;
         assert_eq!(read.expect("closed in time").unwrap(), 0, "closed without an answer");
-        served.await.unwrap();
+        served.await.unwrap().expect("served");
         let took = started.elapsed();
         assert!(took >= Duration::from_secs(30) && took < Duration::from_secs(31), "{took:?}");
 
@@ -824,12 +1082,25 @@ mod tests {
         assert!(matches!(head(&many).0, Head::Unfit), "more than 100 fields: hyper's 431");
     }
 
-    async fn written(response: Response<Body>, head_only: bool, keep_alive: bool) -> (String, bool) {
-        let mut wire = Vec::new();
+    /// What `write_response` sends for `response`, and what it returned.
+    async fn try_written(
+        response: Response<Body>,
+        head_only: bool,
+        keep_alive: bool,
+    ) -> (String, Result<bool, crate::BoxError>) {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut wire = super::Wire { io: server, buf: BytesMut::new(), eof: false };
         let mut out = Vec::new();
-        let again =
-            write_response(&mut wire, &mut out, response, head_only, keep_alive).await.expect("written");
-        (String::from_utf8(wire).expect("text"), again)
+        let again = write_response(&mut wire, &mut out, response, head_only, keep_alive).await;
+        drop(wire);
+        let mut sent = Vec::new();
+        client.read_to_end(&mut sent).await.unwrap();
+        (String::from_utf8(sent).expect("text"), again)
+    }
+
+    async fn written(response: Response<Body>, head_only: bool, keep_alive: bool) -> (String, bool) {
+        let (text, again) = try_written(response, head_only, keep_alive).await;
+        (text, again.expect("written"))
     }
 
     fn full(body: &'static str) -> Body {
@@ -889,11 +1160,56 @@ mod tests {
         assert_eq!(text.matches("connection").count(), 1, "{text}");
         assert!(!again);
 
-        for (length, body) in [("2", &["abc"][..]), ("4", &["abc"][..]), ("x", &["abc"][..])] {
-            let mut response = Response::new(stream(body));
+        // A body that does not match its length: cut off, the connection closes.
+        for length in ["2", "4"] {
+            let mut response = Response::new(stream(&["abc"]));
             response.headers_mut().insert("content-length", length.parse().unwrap());
-            let (mut wire, mut out) = (Vec::new(), Vec::new());
-            assert!(write_response(&mut wire, &mut out, response, false, true).await.is_err(), "{length}");
+            assert!(try_written(response, false, true).await.1.is_err(), "{length}");
+        }
+        // A response that cannot be framed as it is, or a 1xx as the final one: 500, closed.
+        let mut bad = Vec::new();
+        for length in ["x", "+3", " 3", "3, 4"] {
+            let mut response = Response::new(stream(&["abc"]));
+            response.headers_mut().insert("content-length", length.parse().unwrap());
+            bad.push(response);
+        }
+        let mut both = Response::new(stream(&["abc"]));
+        both.headers_mut().insert("content-length", "3".parse().unwrap());
+        both.headers_mut().insert("transfer-encoding", "chunked".parse().unwrap());
+        bad.push(both);
+        let mut twice = Response::new(stream(&["abc"]));
+        twice.headers_mut().append("transfer-encoding", "gzip".parse().unwrap());
+        twice.headers_mut().append("transfer-encoding", "chunked".parse().unwrap());
+        bad.push(twice);
+        let mut early = Response::new(full(""));
+        *early.status_mut() = StatusCode::CONTINUE;
+        bad.push(early);
+        for response in bad {
+            let headers = format!("{:?} {:?}", response.status(), response.headers());
+            let (text, again) = try_written(response, false, true).await;
+            assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{headers}: {text}");
+            assert!(text.contains("\r\nconnection: close\r\n") && text.ends_with("\r\n\r\n"), "{text}");
+            assert!(!again.expect("answered"), "{headers}: closes after");
+        }
+        // 204 never carries a content-length, even the upstream's.
+        let mut no_content = Response::new(full(""));
+        *no_content.status_mut() = StatusCode::NO_CONTENT;
+        no_content.headers_mut().insert("content-length", "0".parse().unwrap());
+        let (text, _) = written(no_content, false, true).await;
+        assert!(!text.contains("content-length"), "{text}");
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_looked_for_only_in_new_bytes() {
+        use super::head_may_end;
+        assert!(!head_may_end(b"", 0));
+        assert!(!head_may_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0));
+        assert!(head_may_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0));
+        assert!(head_may_end(b"GET / HTTP/1.1\nHost: a\n\n", 0), "bare line feeds");
+        // The empty line split across reads: found from two bytes back.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for cut in 1..head.len() {
+            assert!(head_may_end(head, cut), "cut at {cut}");
         }
     }
 }

@@ -241,6 +241,10 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, proxy: Arc<Proxy>, s
     // to 100, makes hyper build and move a 100-entry list for every request instead. (The
     // e2e hygiene test sends 150.)
     builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    // Connections handed to hyper (a request with a body, say) keep the lean path's limit on
+    // a request head. hyper's timer runs from when it starts waiting for a head, so an idle
+    // keep-alive connection it serves closes after that long too.
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(serve_h1::HEAD_TIMEOUT);
     builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     loop {
         let (stream, peer) = tokio::select! {
