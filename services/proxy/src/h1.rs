@@ -363,15 +363,23 @@ fn ends_chunked(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
 }
 
+/// A `Content-Length` value that is digits only (no sign, no spaces, no list), at most 19 of
+/// them (so it fits a `u64`).
+pub(crate) fn length_digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
 /// The one length all `Content-Length` values (and comma-separated items) agree on.
 fn content_length(headers: &HeaderMap) -> Result<u64, WireError> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     // The usual case: one value, all digits.
-    if let (Some(only), None) = (values.next(), values.next()) {
-        let digits = only.as_bytes();
-        if !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) {
-            return Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
-        }
+    if let (Some(only), None) = (values.next(), values.next())
+        && let Some(n) = length_digits(only.as_bytes())
+    {
+        return Ok(n);
     }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {

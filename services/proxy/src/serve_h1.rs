@@ -276,15 +276,24 @@ fn head_may_end(buf: &[u8], scanned: usize) -> bool {
 /// connection closes (what else the client sent is not read).
 async fn too_large<I: AsyncWrite + Unpin>(mut wire: Wire<I>, out: &mut Vec<u8>) -> Result<(), BoxError> {
     debug!(limit = crate::server::MAX_HEADER_BYTES, "a request head too large; answering 431");
-    out.clear();
-    out.extend_from_slice(
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\ndate: ",
-    );
-    date(out);
-    out.extend_from_slice(b"\r\n\r\n");
-    send(&mut wire.io, out).await?;
+    send_closing(&mut wire.io, out, b"431 Request Header Fields Too Large").await?;
     let _ = wire.io.shutdown().await;
     Ok(())
+}
+
+/// An empty response with `status` (code and reason) that closes the connection, sent.
+async fn send_closing<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    status: &[u8],
+) -> std::io::Result<()> {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status);
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\ndate: ");
+    date(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    send(io, out).await
 }
 
 /// Ready once the drain has asked the connection to stop. ([`Lean::graceful_shutdown`]
@@ -528,13 +537,7 @@ async fn write_response<I: AsyncRead + AsyncWrite + Unpin>(
                 status = parts.status.as_u16(),
                 problem, "a response that cannot be sent as it is; answering 500"
             );
-            out.clear();
-            out.extend_from_slice(
-                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\ndate: ",
-            );
-            date(out);
-            out.extend_from_slice(b"\r\n\r\n");
-            send(&mut wire.io, out).await?;
+            send_closing(&mut wire.io, out, b"500 Internal Server Error").await?;
             return Ok(false);
         }
     };
@@ -651,7 +654,7 @@ fn head(
                 if status == StatusCode::NO_CONTENT {
                     continue;
                 }
-                match (digits(value.as_bytes()), &framing) {
+                match (crate::h1::length_digits(value.as_bytes()), &framing) {
                     (Some(n), None) => framing = Some(Framing::Length(n)),
                     (Some(n), Some(Framing::Length(m))) if n == *m => continue,
                     _ => return Err("a content-length that does not frame the body"),
@@ -723,14 +726,6 @@ fn head(
     }
     out.extend_from_slice(b"\r\n");
     Ok((if no_body { None } else { Some(framing) }, close))
-}
-
-/// A content-length value: digits only (no sign, no spaces), at most 19 of them.
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Whether the comma-separated `list` has `token` (case-insensitive).
